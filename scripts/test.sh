@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command of README.md: installs what is missing, builds, runs CTest (GoogleTest), pytest
+# and each reader's fuzzer briefly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${SUBQ_BUILD:-build}
+export SUBQ_BUILD=$BUILD_DIR
+scripts/setup.sh "$BUILD_DIR"
+
+echo "== CTest (GoogleTest) =="
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j2 --timeout 600
+
+echo "== pytest =="
+python3 -m pytest -q tests
+
+echo "== fuzzers =="
+scripts/run_fuzzers.sh "${BUILD_DIR}-fuzz" "${SUBQ_FUZZ_SECONDS:-15}"

@@ -1,0 +1,83 @@
+// subq generate: prompt -> text. stdout carries exactly the prompt followed by the generated text;
+// logs and speed go to stderr.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "apps/commands.h"
+#include "apps/common.h"
+#include "model/sampler.h"
+
+namespace subq {
+namespace {
+
+struct GenerateOptions {
+  std::string model, tokenizer, prompt;
+  int max_tokens = 128;
+  SamplerConfig sampler;
+  bool no_bos = false;
+};
+
+int RunGenerate(const GenerateOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true);
+  if (!lm.ok()) return ReportError(lm.status());
+  Model& model = *lm->model;
+  const Tokenizer& tok = *lm->tokenizer;
+  const ModelConfig& cfg = model.config();
+  std::vector<int> ids = tok.Encode(o.prompt, !o.no_bos);
+  if (ids.empty()) return ReportError(Errorf("the prompt encodes to no tokens (pass a prompt or drop --no-bos)"));
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
+  std::fflush(stdout);
+  SequenceState seq = model.NewSequence();
+  std::vector<float> logits(cfg.vocab_size);
+  Sampler sampler(o.sampler);
+  DecodeStream stream(tok, ids);
+
+  auto tp = std::chrono::steady_clock::now();
+  Status st = model.Forward(ids.data(), static_cast<int>(ids.size()), seq, logits.data());
+  if (!st.ok()) return ReportError(st);
+  const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
+
+  auto td = std::chrono::steady_clock::now();
+  int generated = 0;
+  for (; generated < o.max_tokens; ++generated) {
+    int next = sampler.Sample(logits.data(), cfg.vocab_size);
+    if (next == tok.eos_id() || next == cfg.eos_id) break;
+    std::string piece = stream.Next(next);
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+    if (generated + 1 == o.max_tokens) { ++generated; break; }
+    st = model.Forward(&next, 1, seq, logits.data());
+    if (!st.ok()) return ReportError(st);
+  }
+  const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - td).count();
+  std::fputc('\n', stdout);
+  std::fprintf(stderr,
+               "subq: load %.2fs | prefill %zu tokens %.1f tok/s | decode %d tokens %.1f tok/s | state %.1f KiB\n",
+               load_s, ids.size(), ids.size() / std::max(prefill_s, 1e-9), generated,
+               generated / std::max(decode_s, 1e-9), seq.Bytes() / 1024.0);
+  return 0;
+}
+
+}  // namespace
+
+void AddGenerateCommand(CLI::App& app) {
+  auto o = std::make_shared<GenerateOptions>();
+  CLI::App* c = app.add_subcommand("generate", "Generate text from a prompt");
+  c->add_option("--model", o->model, "llama2.c .bin, .gguf, or a Hugging Face-style folder")->required();
+  c->add_option("--tokenizer", o->tokenizer, "tokenizer file (default: the one beside/inside the model)");
+  c->add_option("--prompt", o->prompt, "prompt text")->required();
+  c->add_option("--max-tokens", o->max_tokens, "tokens to generate")->check(CLI::Range(0, 1 << 20));
+  c->add_option("--temperature", o->sampler.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  c->add_option("--top-k", o->sampler.top_k, "keep the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber);
+  c->add_option("--top-p", o->sampler.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+  c->add_option("--seed", o->sampler.seed, "random seed");
+  c->add_flag("--no-bos", o->no_bos, "do not prepend the BOS token");
+  c->callback([o] { ExitCode() = RunGenerate(*o); });
+}
+
+}  // namespace subq

@@ -1,0 +1,19 @@
+// Subcommands of the `subq` binary, one file each (apps/cmd_*.cc).
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace subq {
+
+// Exit code of the subcommand that ran (callbacks set it; main returns it).
+int& ExitCode();
+
+void AddGenerateCommand(CLI::App& app);
+void AddInspectCommand(CLI::App& app);
+void AddLogitsCommand(CLI::App& app);
+void AddEvalCommand(CLI::App& app);
+void AddTokenizeCommand(CLI::App& app);
+#ifdef SUBQ_HAVE_TORCH
+void AddDistillCommand(CLI::App& app);
+#endif
+
+}  // namespace subq

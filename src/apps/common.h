@@ -1,0 +1,31 @@
+// Shared plumbing of the CLI commands: loading a model and its tokenizer, reporting errors.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "io/tokenizer.h"
+#include "model/model.h"
+
+namespace subq {
+
+struct LoadedModel {
+  std::unique_ptr<Checkpoint> ckpt;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tokenizer;  // null when load_tokenizer was false
+};
+
+// Reads the checkpoint at `model_path`, builds the model and (optionally) its tokenizer (`tokenizer_path`
+// overrides the one found beside / inside the checkpoint), checking that their vocabularies match.
+// chunk > 0 overrides the chunk length of every recurrent mixer.
+Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& tokenizer_path, bool load_tokenizer,
+                              int chunk = 0);
+
+// Prints "subq: error: <message>" to stderr and returns the exit code 1.
+int ReportError(const Status& s);
+
+// Parses "1,2,3" into ids.
+Result<std::vector<int>> ParseIds(const std::string& s);
+
+}  // namespace subq

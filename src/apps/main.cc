@@ -1,0 +1,32 @@
+// The subq command line: generate, inspect, eval, logits, tokenize, distill.
+#include <cstdio>
+#include <exception>
+
+#include "apps/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"subq: distill Transformers into subquadratic language models and run them"};
+  app.require_subcommand(1);
+  subq::AddGenerateCommand(app);
+  subq::AddInspectCommand(app);
+  subq::AddEvalCommand(app);
+  subq::AddLogitsCommand(app);
+  subq::AddTokenizeCommand(app);
+#ifdef SUBQ_HAVE_TORCH
+  subq::AddDistillCommand(app);
+#endif
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "subq: error: %s\n", e.what());
+    return 1;
+  }
+  return subq::ExitCode();
+}
+
+int& subq::ExitCode() {
+  static int code = 0;
+  return code;
+}

@@ -1,0 +1,138 @@
+#include "io/tensor_store.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace subq {
+
+const char* DTypeName(DType t) {
+  switch (t) {
+    case DType::kF32: return "F32";
+    case DType::kF16: return "F16";
+    case DType::kBF16: return "BF16";
+  }
+  return "?";
+}
+
+size_t DTypeSize(DType t) { return t == DType::kF32 ? 4 : 2; }
+
+Result<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return Errorf("{}: cannot open: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Errorf("{}: not a regular file", path);
+  }
+  std::shared_ptr<MappedFile> f(new MappedFile());
+  f->path_ = path;
+  f->size_ = static_cast<size_t>(st.st_size);
+  if (f->size_ > 0) {
+    void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      return Errorf("{}: mmap failed: {}", path, std::strerror(errno));
+    }
+    f->data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);
+  return f;
+}
+
+MappedFile::~MappedFile() {
+  if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+Status TensorStore::Add(TensorInfo info) {
+  if (index_.count(info.name)) return Errorf("{}: tensor '{}' appears twice", info.file, info.name);
+  for (auto d : info.shape)
+    if (d < 0) return Errorf("{}: tensor '{}' has a negative dimension", info.file, info.name);
+  const uint64_t want = static_cast<uint64_t>(Tensor::NumelOf(info.shape)) * DTypeSize(info.dtype);
+  if (want != info.nbytes)
+    return Errorf("{}: tensor '{}' has {} bytes but {} {} needs {}", info.file, info.name, info.nbytes,
+                  DTypeName(info.dtype), ShapeStr(info.shape), want);
+  index_[info.name] = tensors_.size();
+  tensors_.push_back(std::move(info));
+  return Status::Ok();
+}
+
+const uint8_t* TensorStore::Own(std::vector<uint8_t> bytes) {
+  owned_.push_back(std::make_unique<std::vector<uint8_t>>(std::move(bytes)));
+  return owned_.back()->data();
+}
+
+const TensorInfo* TensorStore::Find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &tensors_[it->second];
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t mant = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while ((mant & 0x400u) == 0) { mant <<= 1; --exp; }
+      mant &= 0x3ff;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float BF16ToFloat(uint16_t h) {
+  uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+Result<Tensor> TensorStore::LoadAny(const std::string& name) const {
+  const TensorInfo* t = Find(name);
+  if (t == nullptr) return Errorf("{}: missing tensor '{}'", source, name);
+  Tensor out(t->shape);
+  const int64_t n = out.numel();
+  switch (t->dtype) {
+    case DType::kF32: std::memcpy(out.ptr(), t->data, n * 4); break;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, t->data + 2 * i, 2);
+        out.data[i] = HalfToFloat(v);
+      }
+      break;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, t->data + 2 * i, 2);
+        out.data[i] = BF16ToFloat(v);
+      }
+      break;
+  }
+  return out;
+}
+
+Result<Tensor> TensorStore::Load(const std::string& name, const std::vector<int64_t>& expected) const {
+  const TensorInfo* t = Find(name);
+  if (t == nullptr) return Errorf("{}: missing tensor '{}' (expected shape {})", source, name, ShapeStr(expected));
+  if (t->shape != expected)
+    return Errorf("{}: tensor '{}' has shape {}, expected {}", t->file, name, ShapeStr(t->shape), ShapeStr(expected));
+  return LoadAny(name);
+}
+
+}  // namespace subq

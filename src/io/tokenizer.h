@@ -1,0 +1,47 @@
+// Tokenizers: llama2.c tokenizer.bin, SentencePiece .model (through the SentencePiece library),
+// HF tokenizer.json (byte-level BPE as GPT-2/Llama-3, and SentencePiece-style BPE with byte fallback),
+// and the vocabulary embedded in GGUF files.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint.h"
+#include "util/status.h"
+
+namespace subq {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  // Token ids of `text`; with add_bos the BOS id is prepended.
+  virtual std::vector<int> Encode(const std::string& text, bool add_bos) const = 0;
+  // Text of a whole id sequence, as the reference library decodes it.
+  virtual std::string Decode(const std::vector<int>& ids) const = 0;
+  virtual int vocab_size() const = 0;
+  virtual int bos_id() const = 0;
+  virtual int eos_id() const = 0;
+  virtual std::string name() const = 0;  // e.g. "llama2c tok512.bin"
+};
+
+// Streams generated text: feed ids one at a time, get the new text they complete (handles pieces that
+// only decode together, such as multi-byte UTF-8 split across byte tokens).
+class DecodeStream {
+ public:
+  DecodeStream(const Tokenizer& tok, std::vector<int> prompt_ids);
+  std::string Next(int id);
+
+ private:
+  const Tokenizer& tok_;
+  std::vector<int> ids_;
+  size_t emitted_ = 0;  // bytes of Decode(ids_) already returned
+};
+
+// Loads a tokenizer from a file (.bin llama2.c, .model SentencePiece, tokenizer.json) or a folder
+// (tokenizer.json preferred, else tokenizer.model).
+Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path);
+// Builds the tokenizer of a checkpoint: the GGUF embedded vocab, the HF folder's tokenizer files, or
+// for llama2.c a tokenizer.bin / tok{vocab}.bin next to the model.
+Result<std::unique_ptr<Tokenizer>> TokenizerForCheckpoint(const Checkpoint& ckpt);
+
+}  // namespace subq

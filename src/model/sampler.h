@@ -1,0 +1,28 @@
+// Token sampling: greedy (temperature 0), temperature, top-k, top-p, seeded.
+#pragma once
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace subq {
+
+struct SamplerConfig {
+  float temperature = 0.0f;  // 0 = greedy
+  int top_k = 0;             // 0 = off
+  float top_p = 1.0f;        // 1 = off
+  uint64_t seed = 0;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(SamplerConfig c) : c_(c), rng_(c.seed) {}
+  // Picks a token from logits [vocab] (logits are modified in place).
+  int Sample(float* logits, int vocab);
+
+ private:
+  SamplerConfig c_;
+  std::mt19937_64 rng_;
+  std::vector<int> idx_;  // reused scratch
+};
+
+}  // namespace subq
