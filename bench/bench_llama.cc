@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
+#include "io/random_tensors.h"
 #include "model/model.h"
 
 using namespace subq;
@@ -18,13 +19,8 @@ using namespace subq;
 namespace {
 
 void AddRandom(TensorStore& st, const std::string& name, std::vector<int64_t> shape, float scale, std::mt19937& rng) {
-  std::normal_distribution<float> n(0.0f, scale);
-  std::vector<uint8_t> bytes(Tensor::NumelOf(shape) * 4);
-  float* p = reinterpret_cast<float*>(bytes.data());
-  for (int64_t i = 0; i < Tensor::NumelOf(shape); ++i) p[i] = shape.size() == 1 ? 1.0f : n(rng);
-  TensorInfo t{name, DType::kF32, shape, nullptr, bytes.size(), "random"};
-  t.data = st.Own(std::move(bytes));
-  (void)st.Add(std::move(t));
+  // norms at 1, matrices N(0, scale)
+  (void)AddRandomTensor(st, name, shape, shape.size() == 1 ? 0.0f : scale, rng, shape.size() == 1 ? 1.0f : 0.0f);
 }
 
 // ~110M parameters: dim 768, 12 layers, 12 heads (4 kv), hidden 2048, vocab 32000, untied.
