@@ -50,9 +50,12 @@ MappedFile::~MappedFile() {
 
 Status TensorStore::Add(TensorInfo info) {
   if (index_.count(info.name)) return Errorf("{}: tensor '{}' appears twice", info.file, info.name);
-  for (auto d : info.shape)
+  uint64_t want = DTypeSize(info.dtype);
+  for (auto d : info.shape) {
     if (d < 0) return Errorf("{}: tensor '{}' has a negative dimension", info.file, info.name);
-  const uint64_t want = static_cast<uint64_t>(Tensor::NumelOf(info.shape)) * DTypeSize(info.dtype);
+    if (__builtin_mul_overflow(want, static_cast<uint64_t>(d), &want))
+      return Errorf("{}: tensor '{}' shape {} overflows", info.file, info.name, ShapeStr(info.shape));
+  }
   if (want != info.nbytes)
     return Errorf("{}: tensor '{}' has {} bytes but {} {} needs {}", info.file, info.name, info.nbytes,
                   DTypeName(info.dtype), ShapeStr(info.shape), want);

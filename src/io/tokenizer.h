@@ -44,4 +44,9 @@ Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path);
 // for llama2.c a tokenizer.bin / tok{vocab}.bin next to the model.
 Result<std::unique_ptr<Tokenizer>> TokenizerForCheckpoint(const Checkpoint& ckpt);
 
+// Fails, naming the tokenizer file, unless the tokenizer has exactly model_vocab entries (with
+// allow_padding, a tokenizer smaller than the model's padded embedding table is accepted too).
+Status CheckVocabMatches(const Tokenizer& tok, int model_vocab, const std::string& tok_path,
+                         bool allow_padding = false);
+
 }  // namespace subq

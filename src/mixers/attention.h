@@ -16,7 +16,7 @@ class KvCache : public LayerState {
  public:
   KvCache(int n_kv_heads, int head_dim) : n_kv_(n_kv_heads), hd_(head_dim) {}
   std::unique_ptr<LayerState> Clone() const override { return std::make_unique<KvCache>(*this); }
-  size_t Bytes() const override { return (k.size() + v.size()) * sizeof(float); }
+  size_t Bytes() const override { return static_cast<size_t>(len_) * n_kv_ * hd_ * 2 * sizeof(float); }
   int len() const { return len_; }
   // Makes room for `n` more tokens (grows geometrically; no allocation once capacity suffices).
   void Reserve(int n);

@@ -1,0 +1,36 @@
+// `subq distill --recipe R.yaml --out DIR [--device cpu|cuda] [--resume] [--threads N] [--set k=v]...`
+// MOHAWK distillation (train/distill.h); prints teacher and student held-out perplexity at the end.
+#include <cstdio>
+
+#include "apps/commands.h"
+#include "train/distill.h"
+
+namespace subq {
+
+void AddDistillCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("distill", "Distill a Llama teacher into a subquadratic student (MOHAWK)");
+  auto o = std::make_shared<train::DistillOptions>();
+  cmd->add_option("--recipe", o->recipe, "Recipe YAML (recipes/*.yaml)")->required();
+  cmd->add_option("--out", o->out_dir, "Output folder: exported student, metrics, plots, checkpoint")->required();
+  cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  cmd->add_flag("--resume", o->resume, "Continue from the checkpoint in --out");
+  cmd->add_option("--threads", o->threads, "Torch CPU threads (default: all cores)");
+  cmd->add_option("--set", o->overrides, "Recipe override key=value (dotted keys), repeatable");
+  cmd->add_option("--stages", o->stages, "Run only these stages (1-based, comma separated)")->delimiter(',');
+  cmd->add_option("--stop-after-steps", o->stop_after_steps, "Testing: stop after N optimiser steps")
+      ->group("");
+  cmd->callback([o] {
+    auto r = train::RunDistill(*o);
+    if (!r.ok()) {
+      std::fprintf(stderr, "subq: error: %s\n", r.status().message().c_str());
+      ExitCode() = 1;
+      return;
+    }
+    std::printf("teacher held-out perplexity: %.4f (%lld tokens)\n", r->teacher_ppl,
+                static_cast<long long>(r->eval_tokens));
+    std::printf("student held-out perplexity: %.4f (ratio %.4f)\n", r->student_ppl, r->student_ppl / r->teacher_ppl);
+    std::printf("exported to %s (%.1f s)\n", o->out_dir.c_str(), r->seconds);
+  });
+}
+
+}  // namespace subq

@@ -1,0 +1,179 @@
+// Discrete Mamba-2 mixer: load, recurrent step, chunked prefill, mixing matrix (see discrete_mamba2.h).
+#include "mixers/discrete_mamba2.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "mixers/mixers.h"
+#include "ops/ops.h"
+
+namespace subq {
+
+Result<std::unique_ptr<DiscreteMamba2Mixer>> DiscreteMamba2Mixer::Load(const ModelConfig& cfg, int layer,
+                                                                       const TensorStore& store,
+                                                                       const std::string& prefix) {
+  const DiscreteMamba2Config& c = cfg.dm2;
+  if (c.d_state <= 0 || c.n_qk_heads <= 0 || c.n_v_heads <= 0 || c.head_dim <= 0 || c.conv_kernel <= 0 ||
+      c.chunk_size <= 0 || cfg.dim <= 0)
+    return Errorf("layer {}: bad discrete_mamba2 config (d_state {}, qk heads {}, v heads {}, head_dim {}, conv {}, "
+                  "chunk {}, dim {})",
+                  layer, c.d_state, c.n_qk_heads, c.n_v_heads, c.head_dim, c.conv_kernel, c.chunk_size, cfg.dim);
+  if (c.n_v_heads % c.n_qk_heads != 0)
+    return Errorf("layer {}: discrete_mamba2 n_qk_heads {} does not divide n_v_heads {}", layer, c.n_qk_heads,
+                  c.n_v_heads);
+  auto m = std::unique_ptr<DiscreteMamba2Mixer>(new DiscreteMamba2Mixer(c, cfg.dim));
+  const int64_t D = cfg.dim, E = c.d_inner(), Hv = c.n_v_heads, K = c.conv_kernel;
+  const int64_t rows = m->proj_rows(), conv_dim = m->conv_dim();
+  for (const char* b : {"in_proj.bias", "out_proj.bias"})
+    if (store.Has(prefix + b))
+      return Errorf("{}: '{}{}' present: discrete_mamba2 projections with bias are not supported", store.source,
+                    prefix, b);
+  const TensorInfo* ip = store.Find(prefix + "in_proj.weight");
+  if (ip != nullptr && ip->shape.size() == 2 && ip->shape[1] == D && ip->shape[0] != rows)
+    return Errorf(
+        "{}: '{}in_proj.weight' has {} rows but the config needs 2*d_inner + 2*n_qk_heads*d_state + n_v_heads = "
+        "2*{} + 2*{}*{} + {} = {}: d_state, head counts or expand disagree with the tensors",
+        ip->file, prefix, ip->shape[0], E, c.n_qk_heads, c.d_state, Hv, rows);
+  DiscreteMamba2Weights& w = m->w_;
+  SUBQ_ASSIGN_OR_RETURN(w.in_proj, store.Load(prefix + "in_proj.weight", {rows, D}));
+  SUBQ_ASSIGN_OR_RETURN(w.z_bias, store.Load(prefix + "z_bias", {E}));
+  SUBQ_ASSIGN_OR_RETURN(w.conv_w, store.Load(prefix + "conv1d.weight", {conv_dim, 1, K}));
+  w.conv_w.shape = {conv_dim, K};
+  if (c.conv_bias) {
+    SUBQ_ASSIGN_OR_RETURN(w.conv_b, store.Load(prefix + "conv1d.bias", {conv_dim}));
+  } else {
+    if (store.Has(prefix + "conv1d.bias"))
+      return Errorf("{}: '{}conv1d.bias' present but ssm_cfg.conv_bias is false", store.source, prefix);
+    w.conv_b = Tensor({conv_dim});
+  }
+  SUBQ_ASSIGN_OR_RETURN(w.D, store.Load(prefix + "D", {Hv}));
+  SUBQ_ASSIGN_OR_RETURN(w.out_proj, store.Load(prefix + "out_proj.weight", {D, E}));
+  if (layer < 0 || layer >= static_cast<int>(cfg.layers.size()))
+    return Errorf("layer {} out of range (config lists {} layers)", layer, cfg.layers.size());
+  if (!cfg.layers[layer].attention_heads.empty()) {
+    SUBQ_ASSIGN_OR_RETURN(m->kept_, KeptHeadAttention::Load(cfg, layer, store, prefix, c.n_v_heads, c.head_dim));
+  }
+  return m;
+}
+
+std::unique_ptr<LayerState> DiscreteMamba2Mixer::NewState() const {
+  auto s = std::make_unique<SsmLayerState>(c_.conv_kernel - 1, conv_dim(), c_.n_v_heads, c_.head_dim, c_.d_state);
+  if (kept_) s->kv = kept_->NewCache();
+  return s;
+}
+
+void DiscreteMamba2Mixer::Prepare(const float* u, int L, float* conv_state, std::vector<float>& proj,
+                                  std::vector<float>& xbc, std::vector<float>& loga) const {
+  const int E = c_.d_inner(), Hv = c_.n_v_heads, rows = proj_rows(), cd = conv_dim();
+  proj.resize(static_cast<size_t>(L) * rows);
+  xbc.resize(static_cast<size_t>(L) * cd);
+  loga.resize(static_cast<size_t>(L) * Hv);
+  ops::Linear(u, w_.in_proj.ptr(), proj.data(), L, dim_, rows);  // [L, xBC | z | A_log]
+  CausalConv(proj.data(), rows, L, cd, w_.conv_w.ptr(), w_.conv_b.ptr(), c_.conv_kernel, conv_state, xbc.data(), cd,
+             /*silu=*/false);                                     // [L, x | B | C]
+  for (int t = 0; t < L; ++t) {
+    const float* ar = proj.data() + static_cast<size_t>(t) * rows + cd + E;  // [Hv]
+    for (int h = 0; h < Hv; ++h) loga[static_cast<size_t>(t) * Hv + h] = -ops::Softplus(ar[h]);
+  }
+}
+
+void DiscreteMamba2Mixer::Forward(const float* u, int L, int pos, LayerState& state, float* out) {
+  auto& st = static_cast<SsmLayerState&>(state);
+  const int E = c_.d_inner(), Hv = c_.n_v_heads, P = c_.head_dim, N = c_.d_state, G = c_.n_qk_heads;
+  const int cd = conv_dim();
+  Prepare(u, L, st.conv.ptr(), proj_, xbc_, loga_);
+  y_.resize(static_cast<size_t>(L) * E);
+  const SsdDims dims{Hv, P, N, G};
+  const float* B = xbc_.data() + E;
+  const float* C = xbc_.data() + E + G * N;
+  if (L == 1) {
+    SsdStep(dims, xbc_.data(), B, C, loga_.data(), st.ssm.ptr(), y_.data());
+  } else {
+    SsdChunkedScan(dims, L, c_.chunk_size, xbc_.data(), cd, B, C, cd, loga_.data(), st.ssm.ptr(), y_.data(), E, ssd_);
+  }
+  for (int t = 0; t < L; ++t)  // y += D x
+    for (int h = 0; h < Hv; ++h) {
+      const float d = w_.D.data[h];
+      const float* xr = xbc_.data() + static_cast<size_t>(t) * cd + h * P;
+      float* yr = y_.data() + static_cast<size_t>(t) * E + h * P;
+      for (int p = 0; p < P; ++p) yr[p] += d * xr[p];
+    }
+  if (kept_) kept_->Forward(u, L, pos, *st.kv, y_.data(), E);  // kept heads: attention output replaces y_h
+  ApplyOutputInPlace(y_.data(), proj_.data() + cd, proj_rows(), L, out);
+}
+
+void DiscreteMamba2Mixer::ApplyOutputInPlace(float* y, const float* z, int ldz, int L, float* out) const {
+  const int E = c_.d_inner();
+  for (int t = 0; t < L; ++t) {
+    float* yr = y + static_cast<size_t>(t) * E;
+    const float* zr = z + static_cast<size_t>(t) * ldz;
+    for (int i = 0; i < E; ++i) yr[i] *= ops::Silu(zr[i] + w_.z_bias.data[i]);
+  }
+  ops::Linear(y, w_.out_proj.ptr(), out, L, E, dim_);  // [L, dim]
+}
+
+void DiscreteMamba2Mixer::ApplyOutput(const float* y, const float* z, int L, float* out) const {
+  std::vector<float> tmp(y, y + static_cast<size_t>(L) * c_.d_inner());
+  ApplyOutputInPlace(tmp.data(), z, c_.d_inner(), L, out);
+}
+
+void DiscreteMamba2Mixer::ProjectFresh(const float* u, int L, Tensor* values, Tensor* z) const {
+  const int E = c_.d_inner(), P = c_.head_dim, rows = proj_rows(), cd = conv_dim();
+  std::vector<float> proj, xbc, loga, conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
+  Prepare(u, L, conv.data(), proj, xbc, loga);
+  *values = Tensor({L, E});
+  *z = Tensor({L, E});
+  for (int t = 0; t < L; ++t) {
+    std::memcpy(values->ptr() + static_cast<size_t>(t) * E, xbc.data() + static_cast<size_t>(t) * cd, E * 4);
+    std::memcpy(z->ptr() + static_cast<size_t>(t) * E, proj.data() + static_cast<size_t>(t) * rows + cd, E * 4);
+  }
+  if (kept_) {
+    Tensor v;
+    kept_->Probabilities(u, L, &v);  // v [L, n_kept*P]
+    const int nk = kept_->n_kept();
+    for (int t = 0; t < L; ++t)
+      for (int k = 0; k < nk; ++k)
+        std::memcpy(values->ptr() + static_cast<size_t>(t) * E + kept_->heads()[k] * P,
+                    v.ptr() + (static_cast<size_t>(t) * nk + k) * P, P * 4);
+  }
+}
+
+Tensor DiscreteMamba2Mixer::Materialize(const float* u, int L) const {
+  const int E = c_.d_inner(), Hv = c_.n_v_heads, N = c_.d_state, G = c_.n_qk_heads, cd = conv_dim();
+  std::vector<float> proj, xbc, loga, conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
+  Prepare(u, L, conv.data(), proj, xbc, loga);
+  Tensor M({Hv, L, L});
+  std::vector<float> cb(static_cast<size_t>(L) * L);
+  std::vector<double> cum(L);
+  for (int g = 0; g < G; ++g) {
+    // cb[i, j] = C_i . B_j   [L, L]
+    ops::Gemm(false, true, L, L, N, 1.0f, xbc.data() + E + G * N + g * N, cd, xbc.data() + E + g * N, cd, 0.0f,
+              cb.data(), L);
+    for (int h = g * (Hv / G); h < (g + 1) * (Hv / G); ++h) {
+      double acc = 0.0;
+      for (int t = 0; t < L; ++t) cum[t] = acc += loga[static_cast<size_t>(t) * Hv + h];
+      float* Mh = M.ptr() + static_cast<size_t>(h) * L * L;
+      for (int i = 0; i < L; ++i) {
+        for (int j = 0; j <= i; ++j)
+          Mh[static_cast<size_t>(i) * L + j] =
+              cb[static_cast<size_t>(i) * L + j] * static_cast<float>(std::exp(cum[i] - cum[j]));
+        Mh[static_cast<size_t>(i) * L + i] += w_.D.data[h];  // D on the diagonal (MOHAWK)
+      }
+    }
+  }
+  if (kept_) {
+    Tensor probs = kept_->Probabilities(u, L, nullptr);  // [n_kept, L, L]
+    for (int k = 0; k < kept_->n_kept(); ++k)
+      std::memcpy(M.ptr() + static_cast<size_t>(kept_->heads()[k]) * L * L, probs.ptr() + static_cast<size_t>(k) * L * L,
+                  static_cast<size_t>(L) * L * 4);
+  }
+  return M;
+}
+
+Result<std::unique_ptr<Mixer>> MakeDiscreteMamba2(const ModelConfig& cfg, int layer, const TensorStore& store,
+                                                  const std::string& prefix) {
+  SUBQ_ASSIGN_OR_RETURN(auto m, DiscreteMamba2Mixer::Load(cfg, layer, store, prefix));
+  return std::unique_ptr<Mixer>(std::move(m));
+}
+
+}  // namespace subq

@@ -1,0 +1,174 @@
+// Mamba-2 mixer: load, recurrent step, chunked prefill, mixing matrix (see mamba2.h).
+#include "mixers/mamba2.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "mixers/mixers.h"
+#include "ops/ops.h"
+
+namespace subq {
+
+Result<std::unique_ptr<Mamba2Mixer>> Mamba2Mixer::Load(const ModelConfig& cfg, int layer, const TensorStore& store,
+                                                       const std::string& prefix) {
+  const Mamba2Config& c = cfg.mamba2;
+  if (c.n_heads <= 0 || c.head_dim <= 0 || c.state_size <= 0 || c.n_groups <= 0 || c.conv_kernel <= 0 ||
+      c.chunk_size <= 0 || cfg.dim <= 0)
+    return Errorf("layer {}: bad mamba2 config (heads {}, head_dim {}, state {}, groups {}, conv {}, chunk {}, dim {})",
+                  layer, c.n_heads, c.head_dim, c.state_size, c.n_groups, c.conv_kernel, c.chunk_size, cfg.dim);
+  if (c.n_heads % c.n_groups != 0)
+    return Errorf("layer {}: mamba2 n_groups {} does not divide num_heads {}", layer, c.n_groups, c.n_heads);
+  if (layer >= 0 && layer < static_cast<int>(cfg.layers.size()) && !cfg.layers[layer].attention_heads.empty())
+    return Errorf("layer {}: kept attention heads are supported in discrete_mamba2 layers only, not mamba2", layer);
+  auto m = std::unique_ptr<Mamba2Mixer>(new Mamba2Mixer(c, cfg.dim));
+  const int64_t D = cfg.dim, E = c.d_inner(), H = c.n_heads;
+  const int64_t rows = m->proj_rows(), conv_dim = m->conv_dim(), K = c.conv_kernel;
+  for (const char* b : {"in_proj.bias", "out_proj.bias"})
+    if (store.Has(prefix + b))
+      return Errorf("{}: '{}{}' present: mamba2 projections with bias (use_bias) are not supported", store.source,
+                    prefix, b);
+  const TensorInfo* ip = store.Find(prefix + "in_proj.weight");
+  if (ip != nullptr && ip->shape.size() == 2 && ip->shape[1] == D && ip->shape[0] != rows)
+    return Errorf(
+        "{}: '{}in_proj.weight' has {} rows but the config needs 2*d_inner + 2*n_groups*state_size + num_heads = "
+        "2*{} + 2*{}*{} + {} = {}: state_size, n_groups, num_heads or head_dim disagree with the tensors",
+        ip->file, prefix, ip->shape[0], E, c.n_groups, c.state_size, H, rows);
+  Mamba2Weights& w = m->w_;
+  SUBQ_ASSIGN_OR_RETURN(w.in_proj, store.Load(prefix + "in_proj.weight", {rows, D}));
+  SUBQ_ASSIGN_OR_RETURN(w.conv_w, store.Load(prefix + "conv1d.weight", {conv_dim, 1, K}));
+  w.conv_w.shape = {conv_dim, K};
+  if (store.Has(prefix + "conv1d.bias")) {
+    SUBQ_ASSIGN_OR_RETURN(w.conv_b, store.Load(prefix + "conv1d.bias", {conv_dim}));
+  } else {
+    w.conv_b = Tensor({conv_dim});  // use_conv_bias = false
+  }
+  SUBQ_ASSIGN_OR_RETURN(w.dt_bias, store.Load(prefix + "dt_bias", {H}));
+  SUBQ_ASSIGN_OR_RETURN(w.A_log, store.Load(prefix + "A_log", {H}));
+  SUBQ_ASSIGN_OR_RETURN(w.D, store.Load(prefix + "D", {H}));
+  SUBQ_ASSIGN_OR_RETURN(w.norm_w, store.Load(prefix + "norm.weight", {E}));
+  SUBQ_ASSIGN_OR_RETURN(w.out_proj, store.Load(prefix + "out_proj.weight", {D, E}));
+  return m;
+}
+
+std::unique_ptr<LayerState> Mamba2Mixer::NewState() const {
+  return std::make_unique<SsmLayerState>(c_.conv_kernel - 1, conv_dim(), c_.n_heads, c_.head_dim, c_.state_size);
+}
+
+void Mamba2Mixer::Prepare(const float* u, int L, float* conv_state, std::vector<float>& proj, std::vector<float>& xbc,
+                          std::vector<float>& dt, std::vector<float>& loga) const {
+  const int E = c_.d_inner(), H = c_.n_heads, rows = proj_rows(), cd = conv_dim();
+  proj.resize(static_cast<size_t>(L) * rows);
+  xbc.resize(static_cast<size_t>(L) * cd);
+  dt.resize(static_cast<size_t>(L) * H);
+  loga.resize(static_cast<size_t>(L) * H);
+  ops::Linear(u, w_.in_proj.ptr(), proj.data(), L, dim_, rows);  // [L, z | xBC | dt]
+  CausalConv(proj.data() + E, rows, L, cd, w_.conv_w.ptr(), w_.conv_b.ptr(), c_.conv_kernel, conv_state, xbc.data(),
+             cd, /*silu=*/true);                                  // [L, x | B | C]
+  for (int t = 0; t < L; ++t) {
+    const float* dr = proj.data() + static_cast<size_t>(t) * rows + E + cd;  // [H]
+    for (int h = 0; h < H; ++h) {
+      const float d = ops::Softplus(dr[h] + w_.dt_bias.data[h]);
+      dt[static_cast<size_t>(t) * H + h] = d;
+      loga[static_cast<size_t>(t) * H + h] = d * -std::exp(w_.A_log.data[h]);  // dt * A
+    }
+  }
+}
+
+void Mamba2Mixer::Forward(const float* u, int L, int /*pos*/, LayerState& state, float* out) {
+  auto& st = static_cast<SsmLayerState&>(state);
+  const int E = c_.d_inner(), H = c_.n_heads, P = c_.head_dim, N = c_.state_size, G = c_.n_groups;
+  const int cd = conv_dim();
+  Prepare(u, L, st.conv.ptr(), proj_, xbc_, dt_, loga_);
+  xdt_.resize(static_cast<size_t>(L) * E);
+  y_.resize(static_cast<size_t>(L) * E);
+  for (int t = 0; t < L; ++t)  // X = x * dt  [L, E]
+    for (int h = 0; h < H; ++h) {
+      const float d = dt_[static_cast<size_t>(t) * H + h];
+      const float* xr = xbc_.data() + static_cast<size_t>(t) * cd + h * P;
+      float* o = xdt_.data() + static_cast<size_t>(t) * E + h * P;
+      for (int p = 0; p < P; ++p) o[p] = xr[p] * d;
+    }
+  const SsdDims dims{H, P, N, G};
+  const float* B = xbc_.data() + E;
+  const float* C = xbc_.data() + E + G * N;
+  if (L == 1) {
+    SsdStep(dims, xdt_.data(), B, C, loga_.data(), st.ssm.ptr(), y_.data());
+  } else {
+    SsdChunkedScan(dims, L, c_.chunk_size, xdt_.data(), E, B, C, cd, loga_.data(), st.ssm.ptr(), y_.data(), E, ssd_);
+  }
+  for (int t = 0; t < L; ++t)  // y += D x
+    for (int h = 0; h < H; ++h) {
+      const float d = w_.D.data[h];
+      const float* xr = xbc_.data() + static_cast<size_t>(t) * cd + h * P;
+      float* yr = y_.data() + static_cast<size_t>(t) * E + h * P;
+      for (int p = 0; p < P; ++p) yr[p] += d * xr[p];
+    }
+  ApplyOutputInPlace(y_.data(), proj_.data(), proj_rows(), L, out);
+}
+
+void Mamba2Mixer::ApplyOutputInPlace(float* y, const float* z, int ldz, int L, float* out) const {
+  const int E = c_.d_inner();
+  const int gs = c_.norm_grouped ? E / c_.n_groups : E;  // norm group size
+  for (int t = 0; t < L; ++t) {
+    float* yr = y + static_cast<size_t>(t) * E;
+    const float* zr = z + static_cast<size_t>(t) * ldz;
+    for (int i = 0; i < E; ++i) yr[i] *= ops::Silu(zr[i]);  // gate before the norm
+    for (int g0 = 0; g0 < E; g0 += gs) {
+      double ss = 0.0;
+      for (int i = g0; i < g0 + gs; ++i) ss += static_cast<double>(yr[i]) * yr[i];
+      const float inv = 1.0f / std::sqrt(static_cast<float>(ss / gs) + c_.norm_eps);
+      for (int i = g0; i < g0 + gs; ++i) yr[i] = yr[i] * inv * w_.norm_w.data[i];
+    }
+  }
+  ops::Linear(y, w_.out_proj.ptr(), out, L, E, dim_);  // [L, dim]
+}
+
+void Mamba2Mixer::ApplyOutput(const float* y, const float* z, int L, float* out) const {
+  std::vector<float> tmp(y, y + static_cast<size_t>(L) * c_.d_inner());
+  ApplyOutputInPlace(tmp.data(), z, c_.d_inner(), L, out);
+}
+
+void Mamba2Mixer::ProjectFresh(const float* u, int L, Tensor* x, Tensor* z) const {
+  const int E = c_.d_inner(), rows = proj_rows(), cd = conv_dim();
+  std::vector<float> proj, xbc, dt, loga, conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
+  Prepare(u, L, conv.data(), proj, xbc, dt, loga);
+  *x = Tensor({L, E});
+  *z = Tensor({L, E});
+  for (int t = 0; t < L; ++t) {
+    std::memcpy(x->ptr() + static_cast<size_t>(t) * E, xbc.data() + static_cast<size_t>(t) * cd, E * 4);
+    std::memcpy(z->ptr() + static_cast<size_t>(t) * E, proj.data() + static_cast<size_t>(t) * rows, E * 4);
+  }
+}
+
+Tensor Mamba2Mixer::Materialize(const float* u, int L) const {
+  const int E = c_.d_inner(), H = c_.n_heads, N = c_.state_size, G = c_.n_groups, cd = conv_dim();
+  std::vector<float> proj, xbc, dt, loga, conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
+  Prepare(u, L, conv.data(), proj, xbc, dt, loga);
+  Tensor M({H, L, L});
+  std::vector<float> cb(static_cast<size_t>(L) * L);
+  std::vector<double> cum(L);
+  for (int g = 0; g < G; ++g) {
+    // cb[i, j] = C_i . B_j   [L, L]
+    ops::Gemm(false, true, L, L, N, 1.0f, xbc.data() + E + G * N + g * N, cd, xbc.data() + E + g * N, cd, 0.0f,
+              cb.data(), L);
+    for (int h = g * (H / G); h < (g + 1) * (H / G); ++h) {
+      double acc = 0.0;
+      for (int t = 0; t < L; ++t) cum[t] = acc += loga[static_cast<size_t>(t) * H + h];
+      float* Mh = M.ptr() + static_cast<size_t>(h) * L * L;
+      for (int i = 0; i < L; ++i)
+        for (int j = 0; j <= i; ++j)
+          Mh[static_cast<size_t>(i) * L + j] = cb[static_cast<size_t>(i) * L + j] *
+                                               static_cast<float>(std::exp(cum[i] - cum[j])) *
+                                               dt[static_cast<size_t>(j) * H + h];
+    }
+  }
+  return M;
+}
+
+Result<std::unique_ptr<Mixer>> MakeMamba2(const ModelConfig& cfg, int layer, const TensorStore& store,
+                                          const std::string& prefix) {
+  SUBQ_ASSIGN_OR_RETURN(auto m, Mamba2Mixer::Load(cfg, layer, store, prefix));
+  return std::unique_ptr<Mixer>(std::move(m));
+}
+
+}  // namespace subq

@@ -1,0 +1,459 @@
+// The MOHAWK driver: validation, the stage loop (AdamW + WSD per stage, gradient accumulation, clipping),
+// atomic checkpoints with optimiser / RNG / data position, progress lines, metrics, plots and export.
+#include "train/distill.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "io/checkpoint.h"
+#include "io/tokenizer.h"
+#include "train/data.h"
+#include "train/export.h"
+#include "train/modules.h"
+#include "train/recipe.h"
+#include "util/npy.h"
+#include "util/png.h"
+
+namespace subq::train {
+namespace fs = std::filesystem;
+
+double WsdLr(int64_t step, int64_t steps, double peak, double warmup_fraction, double decay_fraction,
+             double min_lr) {
+  const int64_t warm = static_cast<int64_t>(std::ceil(warmup_fraction * steps));
+  const int64_t decay = static_cast<int64_t>(std::ceil(decay_fraction * steps));
+  if (step < warm) return peak * static_cast<double>(step + 1) / warm;
+  const int64_t decay_start = steps - decay;
+  if (decay > 0 && step >= decay_start) {
+    const double f = static_cast<double>(step - decay_start + 1) / decay;  // (0, 1]
+    return peak + (min_lr - peak) * f;
+  }
+  return peak;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Hms(double s) {
+  if (!std::isfinite(s) || s < 0) return "--:--";
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  return t >= 3600 ? fmt::format("{}:{:02d}:{:02d}", t / 3600, (t / 60) % 60, t % 60)
+                   : fmt::format("{}:{:02d}", t / 60, t % 60);
+}
+
+// Where a run stands: the next optimiser step of `stage` (0-based) and the data position.
+struct Progress {
+  int stage = 0;
+  int64_t step = 0;
+  uint64_t data_pos = 0;
+  double train_seconds = 0;  // wall time spent training so far (across resumes)
+};
+
+struct StagePlan {
+  int64_t steps = 0, micro = 0, accum = 0;
+};
+
+StagePlan Plan(const Recipe& r, int s) {
+  const auto& st = r.stages[s];
+  StagePlan p;
+  p.steps = st.tokens / st.batch_tokens;
+  const int64_t seqs = st.batch_tokens / r.seq_len;
+  p.micro = std::min<int64_t>(seqs, r.micro_batch);
+  p.accum = seqs / p.micro;
+  return p;
+}
+
+class Trainer {
+ public:
+  Trainer(const Recipe& r, const DistillOptions& o, Teacher& t, Student& s, SequenceSampler& sampler,
+          torch::Device dev, std::vector<int> probe)
+      : r_(r), o_(o), teacher_(t), student_(s), sampler_(sampler), dev_(dev), out_(o.out_dir), probe_(std::move(probe)) {}
+
+  Status Run(Progress start);
+
+ private:
+  // Parameters trained by stage s, as (name, tensor) pairs in a fixed order.
+  std::vector<NamedTensor> Trainable(int s) const;
+  torch::Tensor Loss(int s, const torch::Tensor& ids);
+  Status SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt);
+  Status StageEnd(int s);
+  void Log(const nlohmann::json& j);
+
+  const Recipe& r_;
+  const DistillOptions& o_;
+  Teacher& teacher_;
+  Student& student_;
+  SequenceSampler& sampler_;
+  torch::Device dev_;
+  fs::path out_;
+  std::vector<int> probe_;  // probe prompt ids for the mixing-matrix plots
+  int64_t steps_this_process_ = 0;
+};
+
+std::vector<NamedTensor> Trainer::Trainable(int s) const {
+  std::vector<NamedTensor> out;
+  const auto& st = r_.stages[s];
+  for (const auto& p : student_.Params()) {
+    const bool mixer = student_.IsMixerParam(p.name), mlp = student_.IsMlpParam(p.name);
+    // Layer-local stages leave kept attention layers alone (their teacher weights already match).
+    const bool attn = p.name.find("_proj.weight") != std::string::npos &&
+                      (p.name.find(".q_proj.") != std::string::npos || p.name.find(".k_proj.") != std::string::npos ||
+                       p.name.find(".v_proj.") != std::string::npos || p.name.find(".o_proj.") != std::string::npos);
+    bool train = false;
+    if (s == 0) train = mixer && !attn;
+    if (s == 1) train = (mixer && !attn) || (st.train_mlp && mlp);
+    if (s == 2) train = !(st.freeze_mlp && mlp);
+    if (train) out.push_back(p);
+  }
+  return out;
+}
+
+torch::Tensor Trainer::Loss(int s, const torch::Tensor& ids) {
+  const int n = static_cast<int>(student_.layers.size());
+  if (s == 2) {
+    auto t_logits = teacher_.Forward(ids);
+    return SoftCrossEntropy(student_.Logits(ids), t_logits, r_.stages[2].temperature);
+  }
+  Teacher::Trace tr;
+  teacher_.Forward(ids, &tr, /*want_probs=*/s == 0);
+  torch::Tensor loss;
+  for (int l = 0; l < n; ++l) {
+    if (student_.is_attention(l)) continue;
+    torch::Tensor ll = s == 0 ? MatrixOrientationLoss(student_.MaterializeOnInput(l, tr.inputs[l]), tr.probs[l])
+                              : HiddenStateLoss(student_.Block(l, tr.inputs[l]), tr.inputs[l + 1]);
+    loss = loss.defined() ? loss + ll : ll;  // layers are independent: sum of per-layer losses
+  }
+  return loss;
+}
+
+void Trainer::Log(const nlohmann::json& j) {
+  std::ofstream f(out_ / "metrics.jsonl", std::ios::app);
+  f << j.dump() << "\n";
+}
+
+Status Trainer::SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt) {
+  torch::serialize::OutputArchive ar;
+  const auto params = student_.Params();
+  for (size_t i = 0; i < params.size(); ++i) ar.write(fmt::format("p{}", i), params[i].t.detach().to(torch::kCPU));
+  std::string names;
+  for (const auto& p2 : params) names += p2.name + "\n";
+  ar.write("names", c10::IValue(names));
+  ar.write("progress", torch::tensor({static_cast<int64_t>(p.stage), p.step, static_cast<int64_t>(p.data_pos)}));
+  ar.write("train_seconds", torch::tensor({p.train_seconds}, torch::kFloat64));
+  ar.write("cpu_rng", at::detail::getDefaultCPUGenerator().get_state());
+  if (opt) {
+    torch::serialize::OutputArchive oa;
+    opt->save(oa);
+    ar.write("optim", oa);
+  }
+  const std::string path = (out_ / "checkpoint.pt").string(), tmp = path + ".tmp";
+  try {
+    ar.save_to(tmp);
+  } catch (const std::exception& e) {
+    return Errorf("{}: cannot write checkpoint: {}", tmp, e.what());
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Errorf("{}: cannot rename checkpoint: {}", path, ec.message());
+  return Status::Ok();
+}
+
+// Restores the student (and, when `opt` is given, the optimiser) from out_dir/checkpoint.pt.
+Status LoadCheckpoint(const std::string& path, Student& st, Progress* p, torch::optim::Optimizer* opt) {
+  try {
+    torch::serialize::InputArchive ar;
+    ar.load_from(path);
+    c10::IValue names;
+    ar.read("names", names);
+    const auto params = st.Params();
+    std::string want;
+    for (const auto& x : params) want += x.name + "\n";
+    if (names.toStringRef() != want)
+      return Errorf("{}: checkpoint holds a different student (parameter names differ); was the recipe changed?",
+                    path);
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < params.size(); ++i) {
+      torch::Tensor t;
+      ar.read(fmt::format("p{}", i), t);
+      if (!t.sizes().equals(params[i].t.sizes()))
+        return Errorf("{}: checkpoint tensor {} has shape {} but the student expects {}", path, params[i].name,
+                      fmt::format("{}", t.sizes()), fmt::format("{}", params[i].t.sizes()));
+      params[i].t.copy_(t);
+    }
+    torch::Tensor prog, secs, rng;
+    ar.read("progress", prog);
+    ar.read("train_seconds", secs);
+    ar.read("cpu_rng", rng);
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(rng);
+    p->stage = static_cast<int>(prog[0].item<int64_t>());
+    p->step = prog[1].item<int64_t>();
+    p->data_pos = static_cast<uint64_t>(prog[2].item<int64_t>());
+    p->train_seconds = secs[0].item<double>();
+    if (opt) {
+      torch::serialize::InputArchive oa;
+      if (ar.try_read("optim", oa)) opt->load(oa);
+    }
+  } catch (const std::exception& e) {
+    return Errorf("{}: cannot read checkpoint: {}", path, e.what());
+  }
+  return Status::Ok();
+}
+
+// Keeps metrics lines of steps before the resume point (a killed run may have logged steps past its
+// last checkpoint; they are redone).
+void TrimMetrics(const fs::path& path, const Progress& p) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::vector<std::string> keep;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    if (j.contains("step") && j.contains("stage")) {
+      const int s = j["stage"].get<int>() - 1;
+      const int64_t step = j["step"].get<int64_t>() - 1;
+      if (s > p.stage || (s == p.stage && step >= p.step)) continue;
+    }
+    keep.push_back(line);
+  }
+  in.close();
+  std::ofstream out(path, std::ios::trunc);
+  for (const auto& l : keep) out << l << "\n";
+}
+
+Status Trainer::StageEnd(int s) {
+  // Loss curve of this stage from the metrics file (complete across resumes).
+  Series loss{"loss", {}, {}};
+  std::ifstream in(out_ / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("loss") || j["stage"].get<int>() != s + 1) continue;
+    loss.x.push_back(j["tokens"].get<double>());
+    loss.y.push_back(j["loss"].get<double>());
+  }
+  if (!loss.x.empty()) {
+    Status st = WriteLineChartPng({loss}, fmt::format("stage {}: {} loss", s + 1, StageName(s)),
+                                  (out_ / fmt::format("loss_stage{}.png", s + 1)).string(), "tokens", "loss", true);
+    if (!st.ok()) fmt::print(stderr, "[distill] warning: {}\n", st.message());
+  }
+  return Status::Ok();
+}
+
+Status Trainer::Run(Progress pr) {
+  const auto t_start = Clock::now();
+  const double secs0 = pr.train_seconds;
+  for (int s = pr.stage; s < 3; ++s) {
+    const auto& st = r_.stages[s];
+    const bool selected = o_.stages.empty() || std::count(o_.stages.begin(), o_.stages.end(), s + 1);
+    if (st.tokens == 0 || !selected) {
+      pr = {s + 1, 0, sampler_.position(), pr.train_seconds};
+      continue;
+    }
+    const StagePlan plan = Plan(r_, s);
+    // Only this stage's parameters get gradients; the optimiser restarts per stage.
+    const auto trainable = Trainable(s);
+    for (const auto& p : student_.Params()) p.t.set_requires_grad(false);
+    std::vector<torch::Tensor> decay, no_decay, all;
+    for (const auto& p : trainable) {
+      p.t.set_requires_grad(true);
+      (p.t.dim() >= 2 ? decay : no_decay).push_back(p.t);
+      all.push_back(p.t);
+    }
+    auto opts = torch::optim::AdamWOptions(st.lr)
+                    .betas({r_.optim.beta1, r_.optim.beta2})
+                    .eps(r_.optim.eps)
+                    .weight_decay(r_.optim.weight_decay);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts));
+    auto nd = opts;
+    nd.weight_decay(0.0);
+    groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(nd));
+    torch::optim::AdamW opt(std::move(groups), opts);
+    if (pr.step > 0) {  // resuming inside this stage
+      SUBQ_RETURN_IF_ERROR(LoadCheckpoint((out_ / "checkpoint.pt").string(), student_, &pr, &opt));
+    }
+    sampler_.SetPosition(pr.data_pos);
+    const int64_t n_params = [&] {
+      int64_t n = 0;
+      for (auto& t : all) n += t.numel();
+      return n;
+    }();
+    fmt::print(stderr, "[distill] stage {}/3 {}: {} steps x {} tokens ({} x {} seqs of {}), lr {:g}, {} params trained\n",
+               s + 1, StageName(s), plan.steps, st.batch_tokens, plan.accum, plan.micro, r_.seq_len, st.lr, n_params);
+    const auto stage_t0 = Clock::now();
+    const int64_t step0 = pr.step;
+    std::vector<int> buf(plan.micro * r_.seq_len);
+    for (int64_t step = pr.step; step < plan.steps; ++step) {
+      const double lr = WsdLr(step, plan.steps, st.lr, r_.optim.warmup_fraction, r_.optim.decay_fraction,
+                              r_.optim.min_lr);
+      for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+      opt.zero_grad();
+      double loss_sum = 0;
+      for (int64_t a = 0; a < plan.accum; ++a) {
+        for (int64_t i = 0; i < plan.micro; ++i) sampler_.Next(buf.data() + i * r_.seq_len);
+        auto ids = torch::tensor(std::vector<int64_t>(buf.begin(), buf.end()), torch::kInt64)
+                       .view({plan.micro, r_.seq_len})
+                       .to(dev_);
+        auto loss = Loss(s, ids) / static_cast<double>(plan.accum);
+        loss.backward();
+        loss_sum += loss.item<double>();
+      }
+      if (!std::isfinite(loss_sum))
+        return Errorf("stage {} step {}: loss is {} (lower the learning rate?)", s + 1, step + 1, loss_sum);
+      double gnorm = 0;
+      if (r_.optim.grad_clip > 0) gnorm = torch::nn::utils::clip_grad_norm_(all, r_.optim.grad_clip);
+      opt.step();
+      pr.step = step + 1;
+      pr.data_pos = sampler_.position();
+      const double el = std::chrono::duration<double>(Clock::now() - stage_t0).count();
+      pr.train_seconds = secs0 + std::chrono::duration<double>(Clock::now() - t_start).count();
+      const int64_t done = pr.step * st.batch_tokens, total = plan.steps * st.batch_tokens;
+      const double tps = (pr.step - step0) * st.batch_tokens / std::max(el, 1e-9);
+      fmt::print(stderr, "[distill] stage {}/3 {:<18} step {:>5}/{} tokens {}/{} loss {:.5f} lr {:.2e} {:.0f} tok/s eta {}\n",
+                 s + 1, StageName(s), pr.step, plan.steps, done, total, loss_sum, lr, tps,
+                 Hms((total - done) / std::max(tps, 1e-9)));
+      Log({{"stage", s + 1}, {"stage_name", StageName(s)}, {"step", pr.step}, {"steps", plan.steps},
+           {"tokens", done}, {"tokens_total", total}, {"loss", loss_sum}, {"lr", lr}, {"grad_norm", gnorm},
+           {"tokens_per_s", tps}, {"train_seconds", pr.train_seconds}});
+      ++steps_this_process_;
+      const bool stop = o_.stop_after_steps >= 0 && steps_this_process_ >= o_.stop_after_steps;
+      if (pr.step % r_.checkpoint_every == 0 || pr.step == plan.steps || stop)
+        SUBQ_RETURN_IF_ERROR(SaveCheckpoint(pr, &opt));
+      if (stop) return Errorf("stopped after {} steps (--stop-after-steps)", steps_this_process_);
+    }
+    for (auto& t : all) t.set_requires_grad(false);
+    SUBQ_RETURN_IF_ERROR(StageEnd(s));
+    if (s == 0) {  // teacher vs student mixing matrices after matrix orientation
+      Status ps = WriteMixingPng(teacher_, student_, probe_, dev_, (out_ / "mixing_stage1.png").string());
+      if (!ps.ok()) fmt::print(stderr, "[distill] warning: {}\n", ps.message());
+    }
+    pr = {s + 1, 0, sampler_.position(), pr.train_seconds};
+    SUBQ_RETURN_IF_ERROR(SaveCheckpoint(pr, nullptr));
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Tokenizer>> LoadTeacherTokenizer(const Recipe& r) {
+  if (!r.tokenizer.empty()) return LoadTokenizer(r.tokenizer);
+  SUBQ_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(r.teacher));
+  return TokenizerForCheckpoint(ck);
+}
+
+}  // namespace
+
+Result<DistillResult> RunDistill(const DistillOptions& o) {
+  const auto t0 = Clock::now();
+  SUBQ_ASSIGN_OR_RETURN(Recipe r, LoadRecipe(o.recipe, o.overrides));
+  for (int s : o.stages)
+    if (s < 1 || s > 3) return Errorf("--stages: stage {} does not exist (1, 2 or 3)", s);
+  if (o.device != "cpu" && o.device != "cuda") return Errorf("--device must be cpu or cuda, got '{}'", o.device);
+  if (o.device == "cuda" && !torch::cuda::is_available())
+    return Errorf("--device cuda: CUDA is not available (no GPU or libtorch without CUDA)");
+  const torch::Device dev = o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (o.threads > 0) torch::set_num_threads(o.threads);
+  if (o.out_dir.empty()) return Errorf("--out is required");
+
+  auto teacher_r = Teacher::Load(r.teacher);
+  if (!teacher_r.ok()) return Errorf("cannot load teacher '{}': {}", r.teacher, teacher_r.status().message());
+  std::unique_ptr<Teacher> teacher = std::move(teacher_r.value());
+  const ModelConfig& tc = teacher->config();
+  auto tok_r = LoadTeacherTokenizer(r);
+  if (!tok_r.ok()) return Errorf("cannot load the teacher's tokenizer: {}", tok_r.status().message());
+  std::unique_ptr<Tokenizer> tok = std::move(tok_r.value());
+  if (tok->vocab_size() > tc.vocab_size)
+    return Errorf("tokenizer {} has {} tokens but the teacher's vocab is {}", tok->name(), tok->vocab_size(),
+                  tc.vocab_size);
+  // Stage 1 compares heads one to one.
+  const bool want_stage1 = r.stages[0].tokens > 0 && (o.stages.empty() || std::count(o.stages.begin(), o.stages.end(), 1));
+  if (want_stage1 && r.student.n_v_heads != tc.attn.n_heads)
+    return Errorf("stage 1 (matrix_orientation) needs as many student heads as teacher heads: n_v_heads {} vs {}",
+                  r.student.n_v_heads, tc.attn.n_heads);
+  SUBQ_ASSIGN_OR_RETURN(std::unique_ptr<Student> student, Student::FromTeacher(*teacher, r.student, r.seed));
+  SUBQ_ASSIGN_OR_RETURN(Corpus corpus, BuildCorpus(r.data, *tok, r.seq_len));
+
+  std::error_code ec;
+  fs::create_directories(o.out_dir, ec);
+  if (ec) return Errorf("cannot create --out folder '{}': {}", o.out_dir, ec.message());
+  const fs::path out(o.out_dir), ckpt = out / "checkpoint.pt";
+  if (!o.resume && fs::exists(ckpt))
+    return Errorf("{} holds a checkpoint of an earlier run: pass --resume to continue it or use another --out",
+                  o.out_dir);
+  torch::set_num_interop_threads(1);
+  teacher->To(dev);
+  student->To(dev);
+
+  fmt::print(stderr, "[distill] teacher {} ({} layers, d_model {}, {} heads), student {} ({}), device {}, {} threads\n",
+             r.teacher, tc.n_layers, tc.dim, tc.attn.n_heads, r.student.kind, r.student.init, o.device,
+             torch::get_num_threads());
+  std::vector<int> train_stream = corpus.train;
+  if (r.data.teacher_samples > 0) {
+    fmt::print(stderr, "[distill] sampling {} sequences from the teacher\n", r.data.teacher_samples);
+    train_stream = SampleFromTeacher(*teacher, r.data.teacher_samples, r.seq_len, r.data.sample_temperature,
+                                     r.seed, dev);
+  }
+  SequenceSampler sampler(&train_stream, r.seq_len, r.seed);
+  fmt::print(stderr, "[distill] data: {} training tokens ({} sequences of {}), {} held-out tokens\n",
+             train_stream.size(), sampler.num_sequences(), r.seq_len, corpus.held_out.size());
+
+  Progress pr;
+  if (o.resume && fs::exists(ckpt)) {
+    SUBQ_RETURN_IF_ERROR(LoadCheckpoint(ckpt.string(), *student, &pr, nullptr));
+    TrimMetrics(out / "metrics.jsonl", pr);
+    fmt::print(stderr, "[distill] resuming at stage {} step {}\n", pr.stage + 1, pr.step);
+  } else {
+    fs::remove(out / "metrics.jsonl", ec);
+  }
+  std::vector<int> probe = tok->Encode(r.probe_prompt, true);
+  if (probe.size() > 64) probe.resize(64);
+  Trainer trainer(r, o, *teacher, *student, sampler, dev, probe);
+  SUBQ_RETURN_IF_ERROR(trainer.Run(pr));
+  {
+    Status st = WriteMixingPng(*teacher, *student, probe, dev, (out / "mixing_final.png").string());
+    if (!st.ok()) fmt::print(stderr, "[distill] warning: {}\n", st.message());
+  }
+
+  // Export, then the probe logits for parity checks against the engine.
+  SUBQ_RETURN_IF_ERROR(ExportStudent(*student, o.out_dir));
+  SUBQ_RETURN_IF_ERROR(CopyTokenizer(r.teacher, r.tokenizer, tc.vocab_size, o.out_dir));
+  {
+    torch::NoGradGuard ng;
+    auto ids = torch::tensor(std::vector<int64_t>(probe.begin(), probe.end()), torch::kInt64).view({1, -1}).to(dev);
+    auto lg = student->Logits(ids)[0].to(torch::kCPU).contiguous();  // [L, V]
+    Tensor t({lg.size(0), lg.size(1)});
+    std::memcpy(t.ptr(), lg.data_ptr<float>(), t.numel() * sizeof(float));
+    SUBQ_RETURN_IF_ERROR(WriteNpy(t, (out / "probe_logits.npy").string()));
+    std::ofstream f(out / "probe_ids.txt");
+    f << fmt::format("{}", fmt::join(probe, ",")) << "\n";
+  }
+  {
+    std::ofstream f(out / "held_out.txt");
+    for (const auto& d : corpus.held_out_docs) f << d << "\n" << r.data.separator << "\n";
+  }
+
+  DistillResult res;
+  {
+    torch::NoGradGuard ng;
+    const int batch = std::max(1, r.micro_batch);
+    auto tp = Perplexity([&](const torch::Tensor& x) { return teacher->Forward(x); }, corpus.held_out, r.seq_len,
+                         r.data.eval_tokens, batch, dev);
+    auto sp = Perplexity([&](const torch::Tensor& x) { return student->Logits(x); }, corpus.held_out, r.seq_len,
+                         r.data.eval_tokens, batch, dev);
+    res.teacher_ppl = tp.ppl;
+    res.student_ppl = sp.ppl;
+    res.eval_tokens = tp.tokens;
+  }
+  res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  nlohmann::json summary = {{"teacher_ppl", res.teacher_ppl}, {"student_ppl", res.student_ppl},
+                            {"ppl_ratio", res.student_ppl / res.teacher_ppl}, {"eval_tokens", res.eval_tokens},
+                            {"seconds", res.seconds}, {"recipe", r.path}, {"device", o.device}};
+  std::ofstream(out / "summary.json") << summary.dump(2) << "\n";
+  return res;
+}
+
+}  // namespace subq::train

@@ -1,0 +1,161 @@
+#include "train/export.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "io/safetensors_write.h"
+#include "util/png.h"
+
+namespace subq::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+Tensor ToSubq(const torch::Tensor& t) {
+  auto c = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  Tensor out(std::vector<int64_t>(c.sizes().begin(), c.sizes().end()));
+  std::memcpy(out.ptr(), c.data_ptr<float>(), out.numel() * sizeof(float));
+  return out;
+}
+
+Status WriteTextAtomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) return Errorf("{}: cannot open for writing", tmp);
+    f << text;
+    if (!f.good()) return Errorf("{}: write failed", tmp);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Errorf("{}: cannot rename: {}", path, ec.message());
+  return Status::Ok();
+}
+
+Status CopyFile(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+  if (ec) return Errorf("cannot copy tokenizer {} to {}: {}", from.string(), to.string(), ec.message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ExportStudent(const Student& s, const std::string& out_dir) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& p : s.Params()) tensors.emplace_back(p.name, ToSubq(p.t));
+  SUBQ_RETURN_IF_ERROR(WriteSafetensors((fs::path(out_dir) / "model.safetensors").string(), tensors));
+  return WriteTextAtomic((fs::path(out_dir) / "config.json").string(), s.ConfigJson() + "\n");
+}
+
+Status CopyTokenizer(const std::string& teacher_path, const std::string& tokenizer_override, int vocab_size,
+                     const std::string& out_dir) {
+  const fs::path out(out_dir);
+  auto copy_bin = [&](const fs::path& bin) -> Status {
+    SUBQ_RETURN_IF_ERROR(CopyFile(bin, out / "tokenizer.bin"));
+    fs::path model = bin;
+    model.replace_extension(".model");
+    if (fs::exists(model)) SUBQ_RETURN_IF_ERROR(CopyFile(model, out / "tokenizer.model"));
+    return Status::Ok();
+  };
+  if (!tokenizer_override.empty()) {
+    const fs::path t(tokenizer_override);
+    if (fs::is_directory(t)) return CopyTokenizer(t.string(), "", vocab_size, out_dir);
+    if (t.extension() == ".bin") return copy_bin(t);
+    if (t.extension() == ".model") return CopyFile(t, out / "tokenizer.model");
+    return CopyFile(t, out / t.filename());
+  }
+  const fs::path tp(teacher_path);
+  if (fs::is_directory(tp)) {
+    int n = 0;
+    for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
+      if (fs::exists(tp / f)) {
+        SUBQ_RETURN_IF_ERROR(CopyFile(tp / f, out / f));
+        ++n;
+      }
+    if (n == 0) return Errorf("{}: no tokenizer files to copy (give 'tokenizer' in the recipe)", teacher_path);
+    return Status::Ok();
+  }
+  for (const std::string name : {std::string("tokenizer.bin"), fmt::format("tok{}.bin", vocab_size)})
+    if (fs::exists(tp.parent_path() / name)) return copy_bin(tp.parent_path() / name);
+  return Errorf("{}: no tokenizer file beside the teacher to copy (give 'tokenizer' in the recipe)", teacher_path);
+}
+
+PplResult Perplexity(const std::function<torch::Tensor(const torch::Tensor&)>& logits, const std::vector<int>& stream,
+                     int seq_len, int64_t max_tokens, int batch, const torch::Device& dev) {
+  torch::NoGradGuard ng;
+  // Windows [s, s + len) with len <= seq_len + 1 score tokens s+1 .. s+len-1; grouped by length.
+  std::map<int64_t, std::vector<int64_t>> by_len;
+  int64_t scored = 0;
+  for (int64_t s = 0; s + 1 < static_cast<int64_t>(stream.size()) && scored < max_tokens; s += seq_len) {
+    const int64_t len = std::min<int64_t>({seq_len + 1, static_cast<int64_t>(stream.size()) - s, max_tokens - scored + 1});
+    by_len[len].push_back(s);
+    scored += len - 1;
+  }
+  double nll = 0;
+  int64_t n = 0;
+  for (const auto& [len, starts] : by_len) {
+    for (size_t i = 0; i < starts.size(); i += batch) {
+      const int64_t b = std::min<int64_t>(batch, starts.size() - i);
+      auto ids = torch::empty({b, len}, torch::kInt64);
+      auto acc = ids.accessor<int64_t, 2>();
+      for (int64_t g = 0; g < b; ++g)
+        for (int64_t t = 0; t < len; ++t) acc[g][t] = stream[starts[i + g] + t];
+      ids = ids.to(dev);
+      auto lg = logits(ids.narrow(1, 0, len - 1)).to(torch::kFloat32);                            // [b, L, V]
+      auto lp = torch::log_softmax(lg, -1).gather(-1, ids.narrow(1, 1, len - 1).unsqueeze(-1));  // [b, L, 1]
+      nll -= lp.sum().item<double>();
+      n += lp.numel();
+    }
+  }
+  return {std::exp(nll / std::max<int64_t>(n, 1)), n};
+}
+
+std::vector<int> SampleFromTeacher(const Teacher& t, int64_t n, int seq_len, double temp, uint64_t seed,
+                                   const torch::Device& dev) {
+  torch::NoGradGuard ng;
+  auto gen = at::detail::createCPUGenerator(seed);
+  std::vector<int> out;
+  out.reserve(n * seq_len);
+  const int64_t kBatch = 128;
+  for (int64_t b0 = 0; b0 < n; b0 += kBatch) {
+    const int64_t b = std::min(kBatch, n - b0);
+    auto ids = torch::full({b, 1}, t.config().bos_id, torch::kInt64).to(dev);
+    while (ids.size(1) < seq_len) {
+      auto last = t.Forward(ids).select(1, ids.size(1) - 1).to(torch::kCPU, torch::kFloat32);  // [b, V]
+      auto next = torch::multinomial(torch::softmax(last / temp, -1), 1, false, gen);        // [b, 1]
+      ids = torch::cat({ids, next.to(dev)}, 1);
+    }
+    auto cpu = ids.to(torch::kCPU).contiguous();
+    const int64_t* p = cpu.data_ptr<int64_t>();
+    out.insert(out.end(), p, p + cpu.numel());
+  }
+  return out;
+}
+
+Status WriteMixingPng(const Teacher& t, const Student& s, const std::vector<int>& ids, const torch::Device& dev,
+                      const std::string& path) {
+  torch::NoGradGuard ng;
+  auto x = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).view({1, -1}).to(dev);
+  Teacher::Trace tr;
+  t.Forward(x, &tr, /*want_probs=*/true);
+  std::vector<Tensor> mats;
+  std::vector<std::string> caps;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    if (s.is_attention(l)) continue;
+    auto ms = s.MaterializeOnInput(l, tr.inputs[l])[0].clamp(0.0, 1.0);  // [H, L, L], teacher's range
+    auto mt = tr.probs[l][0];                                             // [H, L, L]
+    for (int64_t h = 0; h < std::min<int64_t>(2, std::min(ms.size(0), mt.size(0))); ++h) {
+      mats.push_back(ToSubq(mt[h]));
+      caps.push_back(fmt::format("L{} H{} teacher", l, h));
+      mats.push_back(ToSubq(ms[h]));
+      caps.push_back(fmt::format("L{} H{} student", l, h));
+    }
+  }
+  if (mats.empty()) return Status::Ok();
+  return WriteHeatmapsPng(mats, caps, path, "attention (teacher) vs materialized mixing matrix (student)", true);
+}
+
+}  // namespace subq::train

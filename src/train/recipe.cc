@@ -1,0 +1,277 @@
+// Recipe YAML -> Recipe, with every key checked: unknown keys, wrong types and out-of-range values
+// are errors that name the file and the dotted key.
+#include "train/recipe.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace subq::train {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Reads the keys of one YAML map, remembering which were consumed so leftovers can be reported.
+class MapReader {
+ public:
+  MapReader(const YAML::Node& node, std::string where, std::string* err) : node_(node), where_(std::move(where)), err_(err) {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) Fail(fmt::format("'{}' must be a map", where_));
+  }
+  std::string Key(const char* k) const { return where_.empty() ? k : where_ + "." + k; }
+
+  template <typename T>
+  void Get(const char* key, T* out) {
+    seen_.insert(key);
+    if (!ok() || !node_ || !node_.IsMap() || !node_[key]) return;
+    const YAML::Node v = node_[key];
+    try {
+      if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+        out->clear();
+        if (v.IsScalar()) out->push_back(v.as<std::string>());
+        else for (const auto& e : v) out->push_back(e.as<std::string>());
+      } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+        out->clear();
+        for (const auto& e : v) out->push_back(e.as<int>());
+      } else {
+        if (!v.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "not a scalar");
+        *out = v.as<T>();
+      }
+    } catch (const YAML::Exception&) {
+      Fail(fmt::format("'{}' has a bad value '{}'", Key(key), YAML::Dump(v)));
+    }
+  }
+  YAML::Node Sub(const char* key) {
+    seen_.insert(key);
+    return node_ && node_.IsMap() ? node_[key] : YAML::Node();
+  }
+  void Finish() {
+    if (!ok() || !node_ || !node_.IsMap()) return;
+    for (const auto& kv : node_) {
+      const std::string k = kv.first.as<std::string>();
+      if (!seen_.count(k)) return Fail(fmt::format("unknown key '{}'", Key(k.c_str())));
+    }
+  }
+  void Fail(const std::string& m) {
+    if (err_->empty()) *err_ = m;
+  }
+  bool ok() const { return err_->empty(); }
+
+ private:
+  YAML::Node node_;
+  std::string where_;
+  std::string* err_;
+  std::set<std::string> seen_;
+};
+
+std::string ExpandPath(std::string p, const std::string& base_dir) {
+  const std::string var = "${SUBQ_DATA}";
+  if (auto pos = p.find(var); pos != std::string::npos) {
+    const char* env = std::getenv("SUBQ_DATA");
+    std::string data = env ? env : (fs::path(base_dir) / ".." / ".." / "shared" / "data").string();
+    p.replace(pos, var.size(), data);
+  }
+  if (p.empty()) return p;
+  fs::path fp(p);
+  if (fp.is_relative()) fp = fs::path(base_dir) / fp;
+  return fp.lexically_normal().string();
+}
+
+// Sets node[a][b][c] = value for a dotted key (creating maps on the way).
+Status ApplyOverride(YAML::Node root, const std::string& kv) {
+  const auto eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0) return Errorf("override '{}' is not key=value", kv);
+  const std::string key = kv.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(kv.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    return Errorf("override '{}': bad YAML value ({})", kv, e.what());
+  }
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node next = chain.back()[parts[i]];
+    if (!next.IsDefined() || next.IsNull()) {
+      chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      next = chain.back()[parts[i]];
+    }
+    chain.push_back(next);
+  }
+  chain.back()[parts.back()] = value;
+  return Status::Ok();
+}
+
+void ReadStage(MapReader& parent, const char* name, StageRecipe* st, std::string* err) {
+  MapReader m(parent.Sub(name), parent.Key(name), err);
+  m.Get("tokens", &st->tokens);
+  m.Get("lr", &st->lr);
+  m.Get("batch_tokens", &st->batch_tokens);
+  if (std::string(name) == "hidden_state") m.Get("train_mlp", &st->train_mlp);
+  if (std::string(name) == "end_to_end") {
+    m.Get("freeze_mlp", &st->freeze_mlp);
+    m.Get("temperature", &st->temperature);
+  }
+  m.Finish();
+}
+
+Status Validate(const Recipe& r) {
+  const std::string& f = r.path;
+  if (r.teacher.empty()) return Errorf("{}: 'teacher' is required", f);
+  if (!fs::exists(r.teacher)) return Errorf("{}: teacher '{}' does not exist", f, r.teacher);
+  if (!r.tokenizer.empty() && !fs::exists(r.tokenizer))
+    return Errorf("{}: tokenizer '{}' does not exist", f, r.tokenizer);
+  if (r.seq_len < 8 || r.seq_len > 65536) return Errorf("{}: 'seq_len' must be in [8, 65536], got {}", f, r.seq_len);
+  if (r.micro_batch < 1) return Errorf("{}: 'micro_batch' must be >= 1, got {}", f, r.micro_batch);
+  if (r.checkpoint_every < 1) return Errorf("{}: 'checkpoint_every' must be >= 1", f);
+  const auto& s = r.student;
+  if (s.kind != "discrete_mamba2" && s.kind != "mamba2")
+    return Errorf("{}: 'student.kind' must be discrete_mamba2 or mamba2, got '{}'", f, s.kind);
+  if (s.init != "attention" && s.init != "random")
+    return Errorf("{}: 'student.init' must be attention or random, got '{}'", f, s.init);
+  if (s.n_v_heads < 1 || s.head_dim < 1 || s.d_state < 1)
+    return Errorf("{}: 'student.n_v_heads', 'student.head_dim' and 'student.d_state' must be >= 1", f);
+  if (s.kind == "discrete_mamba2" && (s.n_qk_heads < 1 || s.n_v_heads % s.n_qk_heads != 0))
+    return Errorf("{}: 'student.n_qk_heads' ({}) must be >= 1 and divide n_v_heads ({})", f, s.n_qk_heads,
+                  s.n_v_heads);
+  if (s.kind == "mamba2" && (s.n_groups < 1 || s.n_v_heads % s.n_groups != 0))
+    return Errorf("{}: 'student.n_groups' ({}) must divide n_v_heads ({})", f, s.n_groups, s.n_v_heads);
+  if (s.conv_kernel < 1 || s.conv_kernel > 16) return Errorf("{}: 'student.conv_kernel' must be in [1, 16]", f);
+  if (s.chunk_size < 1) return Errorf("{}: 'student.chunk_size' must be >= 1", f);
+  for (int l : s.attention_layers)
+    if (l < 0) return Errorf("{}: 'student.attention_layers' has a negative layer {}", f, l);
+  const auto& d = r.data;
+  if (d.files.empty()) return Errorf("{}: 'data.files' must list at least one text file", f);
+  for (const auto& p : d.files) {
+    if (!fs::is_regular_file(p)) return Errorf("{}: corpus file '{}' does not exist", f, p);
+    if (fs::file_size(p) == 0) return Errorf("{}: corpus file '{}' is empty", f, p);
+  }
+  if (!(d.held_out_fraction > 0.0 && d.held_out_fraction < 0.5))
+    return Errorf("{}: 'data.held_out_fraction' must be in (0, 0.5), got {}", f, d.held_out_fraction);
+  if (d.eval_tokens < 1) return Errorf("{}: 'data.eval_tokens' must be >= 1", f);
+  if (d.teacher_samples < 0) return Errorf("{}: 'data.teacher_samples' must be >= 0", f);
+  if (!(d.sample_temperature > 0)) return Errorf("{}: 'data.sample_temperature' must be > 0", f);
+  const auto& o = r.optim;
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
+    return Errorf("{}: 'optim.beta1/beta2' must be in [0, 1)", f);
+  if (o.weight_decay < 0 || o.grad_clip < 0 || !(o.eps > 0)) return Errorf("{}: bad 'optim' values", f);
+  if (o.warmup_fraction < 0 || o.decay_fraction < 0 || o.warmup_fraction + o.decay_fraction > 1)
+    return Errorf("{}: 'optim.warmup_fraction' + 'optim.decay_fraction' must be in [0, 1]", f);
+  int active = 0;
+  for (int i = 0; i < 3; ++i) {
+    const auto& st = r.stages[i];
+    const std::string k = fmt::format("stages.{}", StageName(i));
+    if (st.tokens < 0) return Errorf("{}: '{}.tokens' must be >= 0, got {}", f, k, st.tokens);
+    if (st.tokens == 0) continue;
+    ++active;
+    if (!(st.lr > 0 && st.lr < 1)) return Errorf("{}: '{}.lr' must be in (0, 1), got {}", f, k, st.lr);
+    if (st.batch_tokens <= 0 || st.batch_tokens % r.seq_len != 0)
+      return Errorf("{}: '{}.batch_tokens' ({}) must be a positive multiple of seq_len ({})", f, k, st.batch_tokens,
+                    r.seq_len);
+    const int64_t seqs = st.batch_tokens / r.seq_len;
+    if (seqs > r.micro_batch && seqs % r.micro_batch != 0)
+      return Errorf("{}: '{}.batch_tokens' / seq_len = {} sequences is not a multiple of micro_batch ({})", f, k,
+                    seqs, r.micro_batch);
+    if (st.tokens < st.batch_tokens)
+      return Errorf("{}: '{}.tokens' ({}) is smaller than one batch ({})", f, k, st.tokens, st.batch_tokens);
+    if (!(st.temperature > 0)) return Errorf("{}: '{}.temperature' must be > 0", f, k);
+  }
+  if (active == 0) return Errorf("{}: every stage has tokens: 0, nothing to train", f);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, const std::string& base_dir,
+                           const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    return Errorf("{}: not valid YAML: {}", origin, e.what());
+  }
+  if (!root.IsMap()) return Errorf("{}: a recipe must be a YAML map", origin);
+  for (const auto& o : overrides) {
+    Status st = ApplyOverride(root, o);
+    if (!st.ok()) return Errorf("{}: {}", origin, st.message());
+  }
+  Recipe r;
+  r.path = origin;
+  std::string err;
+  MapReader top(root, "", &err);
+  top.Get("teacher", &r.teacher);
+  top.Get("tokenizer", &r.tokenizer);
+  top.Get("seed", &r.seed);
+  top.Get("seq_len", &r.seq_len);
+  top.Get("micro_batch", &r.micro_batch);
+  top.Get("checkpoint_every", &r.checkpoint_every);
+  top.Get("probe_prompt", &r.probe_prompt);
+  {
+    MapReader m(top.Sub("student"), "student", &err);
+    auto& s = r.student;
+    m.Get("kind", &s.kind);
+    m.Get("n_qk_heads", &s.n_qk_heads);
+    m.Get("n_v_heads", &s.n_v_heads);
+    m.Get("head_dim", &s.head_dim);
+    m.Get("d_state", &s.d_state);
+    m.Get("n_groups", &s.n_groups);
+    m.Get("conv_kernel", &s.conv_kernel);
+    m.Get("chunk_size", &s.chunk_size);
+    m.Get("init", &s.init);
+    m.Get("attention_layers", &s.attention_layers);
+    m.Finish();
+    if (s.n_qk_heads == 0) s.n_qk_heads = s.n_v_heads;
+  }
+  {
+    MapReader m(top.Sub("data"), "data", &err);
+    auto& d = r.data;
+    m.Get("files", &d.files);
+    m.Get("separator", &d.separator);
+    m.Get("held_out_fraction", &d.held_out_fraction);
+    m.Get("eval_tokens", &d.eval_tokens);
+    m.Get("teacher_samples", &d.teacher_samples);
+    m.Get("sample_temperature", &d.sample_temperature);
+    m.Finish();
+  }
+  {
+    MapReader m(top.Sub("optim"), "optim", &err);
+    auto& o = r.optim;
+    m.Get("beta1", &o.beta1);
+    m.Get("beta2", &o.beta2);
+    m.Get("weight_decay", &o.weight_decay);
+    m.Get("eps", &o.eps);
+    m.Get("grad_clip", &o.grad_clip);
+    m.Get("warmup_fraction", &o.warmup_fraction);
+    m.Get("decay_fraction", &o.decay_fraction);
+    m.Get("min_lr", &o.min_lr);
+    m.Finish();
+  }
+  {
+    MapReader m(top.Sub("stages"), "stages", &err);
+    for (int i = 0; i < 3; ++i) ReadStage(m, StageName(i), &r.stages[i], &err);
+    m.Finish();
+  }
+  top.Finish();
+  if (!err.empty()) return Errorf("{}: {}", origin, err);
+  r.teacher = ExpandPath(r.teacher, base_dir);
+  r.tokenizer = ExpandPath(r.tokenizer, base_dir);
+  for (auto& p : r.data.files) p = ExpandPath(p, base_dir);
+  SUBQ_RETURN_IF_ERROR(Validate(r));
+  return r;
+}
+
+Result<Recipe> LoadRecipe(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) return Errorf("cannot open recipe '{}'", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string dir = fs::absolute(fs::path(path)).parent_path().string();
+  return ParseRecipe(ss.str(), path, dir, overrides);
+}
+
+}  // namespace subq::train
