@@ -35,11 +35,12 @@ def _randomize(model, seed):
                 p.add_(0.05 * torch.randn(p.shape, generator=g))
 
 
-def _hf_model(n_groups, tie, seed, vocab=100):
+def _hf_model(n_groups, tie, seed, vocab=100, conv_bias=True):
     torch.manual_seed(seed)
     cfg = transformers.Mamba2Config(
         vocab_size=vocab, hidden_size=32, num_heads=8, head_dim=8, expand=2, state_size=16, n_groups=n_groups,
-        num_hidden_layers=2, conv_kernel=4, chunk_size=8, tie_word_embeddings=tie, layer_norm_epsilon=1e-5)
+        num_hidden_layers=2, conv_kernel=4, chunk_size=8, tie_word_embeddings=tie, layer_norm_epsilon=1e-5,
+        use_conv_bias=conv_bias)
     model = transformers.Mamba2ForCausalLM(cfg).eval()
     _randomize(model, seed)
     if tie:
@@ -57,9 +58,10 @@ def _subq_logits(subq_bin, folder, ids, out, *extra):
     return np.load(out)
 
 
-@pytest.mark.parametrize("n_groups,tie", [(1, False), (2, False), (2, True), (1, True)])
-def test_mamba2_matches_transformers(subq_bin, tmp_path, n_groups, tie):
-    model = _hf_model(n_groups, tie, seed=10 * n_groups + tie)
+@pytest.mark.parametrize("n_groups,tie,conv_bias", [(1, False, True), (2, False, True), (2, True, True),
+                                                    (1, True, False)])
+def test_mamba2_matches_transformers(subq_bin, tmp_path, n_groups, tie, conv_bias):
+    model = _hf_model(n_groups, tie, seed=10 * n_groups + tie, conv_bias=conv_bias)
     folder = tmp_path / "hf"
     model.save_pretrained(folder)
     ids = np.random.default_rng(n_groups).integers(0, 100, size=L).tolist()

@@ -31,16 +31,10 @@ Status ConfigFields::Error(const std::string& key, const std::string& what) cons
 Status ConfigFields::Int(const std::string& key, int* out, bool required, int64_t lo, int64_t hi) const {
   const json* v = Get(key);
   if (v == nullptr) return required ? Error(key, "is missing") : Status::Ok();
-  int64_t x = 0;
-  if (v->is_number_unsigned()) {
-    const uint64_t u = v->get<uint64_t>();
-    x = u > static_cast<uint64_t>(hi) ? hi + 1 : static_cast<int64_t>(u);
-  } else if (v->is_number_integer()) {
-    x = v->get<int64_t>();
-  } else {
-    return Error(key, fmt::format("must be an integer (found {})", v->type_name()));
-  }
-  if (x < lo || x > hi) return Error(key, fmt::format("= {} is out of range [{}, {}]", x, lo, hi));
+  if (!v->is_number_integer()) return Error(key, fmt::format("must be an integer (found {})", v->type_name()));
+  const bool too_big = v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi);
+  const int64_t x = too_big ? hi : v->get<int64_t>();
+  if (too_big || x < lo || x > hi) return Error(key, fmt::format("= {} is out of range [{}, {}]", v->dump(), lo, hi));
   *out = static_cast<int>(x);
   return Status::Ok();
 }
@@ -81,8 +75,10 @@ Status ConfigFields::IntList(const std::string& key, std::vector<int>* out, bool
   for (size_t i = 0; i < v->size(); ++i) {
     const json& e = (*v)[i];
     if (!e.is_number_integer()) return Error(key, fmt::format("[{}] must be an integer (found {})", i, e.type_name()));
-    const int64_t x = e.is_number_unsigned() && e.get<uint64_t>() > uint64_t(hi) ? hi + 1 : e.get<int64_t>();
-    if (x < lo || x > hi) return Error(key, fmt::format("[{}] = {} is out of range [{}, {}]", i, x, lo, hi));
+    const bool too_big = e.is_number_unsigned() && e.get<uint64_t>() > static_cast<uint64_t>(hi);
+    const int64_t x = too_big ? hi : e.get<int64_t>();
+    if (too_big || x < lo || x > hi)
+      return Error(key, fmt::format("[{}] = {} is out of range [{}, {}]", i, e.dump(), lo, hi));
     r.push_back(static_cast<int>(x));
   }
   *out = std::move(r);

@@ -107,9 +107,10 @@ TEST(DiscreteMamba2, ForwardAndMaterializeMatchNaiveRecurrence) {
   auto u = torch::randn({1, 19, 12});
   torch::Tensor Mref;
   auto ref = NaiveDm2(*m, u, s, &Mref);
-  EXPECT_LT(MaxDiff(m->Forward(u), ref), 2e-5);
+  const double scale = ref.abs().max().item<double>();  // f32 forms: relative tolerance
+  EXPECT_LT(MaxDiff(m->Forward(u), ref), 1e-5 * scale) << "scale " << scale;
   auto M = m->Materialize(u)[0];  // [H, L, L]
-  EXPECT_LT(MaxDiff(M, Mref), 2e-5);
+  EXPECT_LT(MaxDiff(M, Mref), 1e-5 * Mref.abs().max().item<double>());
 }
 
 TEST(Losses, MatchHandComputedValues) {
