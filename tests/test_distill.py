@@ -212,3 +212,22 @@ def test_cuda_request_is_clear(subq_bin, data_dir, corpus, tmp_path):
     recipe = write_recipe(tmp_path / "tiny.yaml", data_dir, corpus)
     p = run_subq(subq_bin, "distill", "--recipe", recipe, "--out", tmp_path / "o", "--device", "cuda", check=False)
     assert p.returncode != 0 and "CUDA is not available" in p.stderr
+
+
+def test_mamba2_student_trains_and_exports_hf_layout(subq_bin, data_dir, corpus, tmp_path):
+    recipe = write_recipe(tmp_path / "m2.yaml", data_dir, corpus)
+    out = tmp_path / "out"
+    run_subq(subq_bin, "distill", "--recipe", recipe, "--out", out, "--threads", "2",
+             "--set", "student={kind: mamba2, n_groups: 8, n_v_heads: 8, head_dim: 8, d_state: 8, chunk_size: 16}",
+             "--set", "stages.hidden_state.tokens=256", "--set", "stages.end_to_end.tokens=256")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_type"] == "mamba2" and cfg["num_heads"] == 8 and cfg["n_groups"] == 8
+    assert cfg["mlp_cfg"]["intermediate_size"] == 172
+    W = load_file(str(out / "model.safetensors"))
+    for k in ["backbone.embeddings.weight", "backbone.norm_f.weight", "backbone.layers.0.norm.weight",
+              "backbone.layers.0.norm2.weight", "backbone.layers.0.mixer.dt_bias", "backbone.layers.0.mixer.A_log",
+              "backbone.layers.0.mixer.norm.weight", "backbone.layers.4.mlp.down_proj.weight"]:
+        assert k in W, k
+    assert W["backbone.layers.0.mixer.in_proj.weight"].shape == (2 * 64 + 2 * 8 * 8 + 8, 64)
+    summary = json.loads((out / "summary.json").read_text())
+    assert np.isfinite(summary["student_ppl"])

@@ -220,6 +220,15 @@ torch::Tensor SegSum(const torch::Tensor& a) {
   return s.masked_fill(lower.logical_not(), -std::numeric_limits<double>::infinity());
 }
 
+// exp(segsum(a)) from differences of one cumsum: fewer passes than SegSum, exact enough inside a chunk
+// (|cumsum| stays small). Masked before exp so no inf reaches autograd.
+torch::Tensor ExpSegSumFast(const torch::Tensor& a) {
+  const int64_t T = a.size(-1);
+  auto c = a.cumsum(-1);
+  auto upper = torch::triu(torch::ones({T, T}, a.options().dtype(torch::kBool)), 1);
+  return (c.unsqueeze(-1) - c.unsqueeze(-2)).masked_fill(upper, -std::numeric_limits<double>::infinity()).exp();
+}
+
 torch::Tensor CausalConv(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
   const int64_t L = x.size(1), K = w.size(2), C = x.size(2);
   auto y = torch::conv1d(x.transpose(1, 2), w, b, /*stride=*/1, /*padding=*/K - 1, /*dilation=*/1, /*groups=*/C);
@@ -240,7 +249,7 @@ torch::Tensor SsdChunked(const torch::Tensor& x, const torch::Tensor& loga, cons
   auto ac = ap.view({B, c, Q, H}).permute({0, 3, 1, 2});        // [B, H, c, Q]
   auto acum = ac.cumsum(-1);                                    // [B, H, c, Q]
   // (1) intra-chunk: Y_diag = (C B^T * exp(segsum)) X
-  auto y = torch::matmul(torch::matmul(cc, bc.transpose(-1, -2)) * SegSum(ac).exp(), xc);  // [B, H, c, Q, P]
+  auto y = torch::matmul(torch::matmul(cc, bc.transpose(-1, -2)) * ExpSegSumFast(ac), xc);  // [B, H, c, Q, P]
   if (c > 1) {
     // (2) state at the end of each chunk from its own tokens: sum_s exp(acum_last - acum_s) B_s^T X_s
     auto decay = (acum.narrow(-1, Q - 1, 1) - acum).exp();                                 // [B, H, c, Q]
@@ -257,7 +266,7 @@ torch::Tensor SsdChunked(const torch::Tensor& x, const torch::Tensor& loga, cons
 
 torch::Tensor SsdMatrix(const torch::Tensor& loga, const torch::Tensor& Bm, const torch::Tensor& Cm) {
   auto scores = torch::matmul(Cm.permute({0, 2, 1, 3}), Bm.permute({0, 2, 3, 1}));  // [B, H, L, L]
-  return scores * SegSum(loga.permute({0, 2, 1})).exp();
+  return scores * ExpSegSumFast(loga.permute({0, 2, 1}));
 }
 
 torch::Tensor SsdRecurrent(const torch::Tensor& x, const torch::Tensor& loga, const torch::Tensor& Bm,
