@@ -7,11 +7,14 @@ BUILD_DIR=${SUBQ_BUILD:-build}
 export SUBQ_BUILD=$BUILD_DIR
 scripts/setup.sh "$BUILD_DIR"
 
+# Every suite runs even if an earlier one fails; the exit code says whether all passed.
+status=0
 echo "== CTest (GoogleTest) =="
-ctest --test-dir "$BUILD_DIR" --output-on-failure -j2 --timeout 600
+ctest --test-dir "$BUILD_DIR" --output-on-failure -j2 --timeout 600 || status=1
 
 echo "== pytest =="
-python3 -m pytest -q tests
+python3 -m pytest -q tests || status=1
 
 echo "== fuzzers =="
-scripts/run_fuzzers.sh "${BUILD_DIR}-fuzz" "${SUBQ_FUZZ_SECONDS:-15}"
+scripts/run_fuzzers.sh "${BUILD_DIR}-fuzz" "${SUBQ_FUZZ_SECONDS:-15}" || status=1
+exit $status
