@@ -231,3 +231,11 @@ def test_mamba2_student_trains_and_exports_hf_layout(subq_bin, data_dir, corpus,
     assert W["backbone.layers.0.mixer.in_proj.weight"].shape == (2 * 64 + 2 * 8 * 8 + 8, 64)
     summary = json.loads((out / "summary.json").read_text())
     assert np.isfinite(summary["student_ppl"])
+    # the engine runs the exported Mamba-2 student (with the teacher's MLP) like the torch student
+    ids = [int(t) for t in (out / "probe_ids.txt").read_text().strip().split(",")]
+    torch_logits = np.load(out / "probe_logits.npy")
+    for step in (False, True):
+        npy = tmp_path / f"m2_engine_{step}.npy"
+        run_subq(subq_bin, "logits", "--model", out, "--ids", ",".join(map(str, ids)), "--out", npy,
+                 *(["--step"] if step else []))
+        assert np.abs(np.load(npy) - torch_logits).max() < 1e-4, f"engine (step={step}) != torch Mamba-2 student"

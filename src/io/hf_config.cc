@@ -198,4 +198,26 @@ Status ParseHybridFields(const json& j, const std::string& path, MixerKind recur
   return Status::Ok();
 }
 
+Status ParseMlpCfg(const nlohmann::json& j, const std::string& path, ModelConfig* cfg) {
+  auto it = j.find("mlp_cfg");
+  if (it == j.end() || it->is_null()) return Status::Ok();
+  if (!it->is_object()) return Errorf("{}: field 'mlp_cfg' must be an object", path);
+  for (const auto& [key, v] : it->items()) {
+    if (key == "intermediate_size") {
+      if (!v.is_number_integer() || v.get<int64_t>() <= 0 || v.get<int64_t>() > (1 << 20))
+        return Errorf("{}: field 'mlp_cfg.intermediate_size' must be a positive integer, got {}", path, v.dump());
+      cfg->hidden_dim = v.get<int>();
+    } else if (key == "bias") {
+      if (!v.is_boolean() || v.get<bool>()) return Errorf("{}: field 'mlp_cfg.bias' must be false", path);
+    } else if (key == "act_fn") {
+      if (!v.is_string() || v.get<std::string>() != "silu")
+        return Errorf("{}: field 'mlp_cfg.act_fn' must be \"silu\" (SwiGLU), got {}", path, v.dump());
+    } else {
+      return Errorf("{}: field 'mlp_cfg.{}' is not a known option", path, key);
+    }
+  }
+  if (cfg->hidden_dim <= 0) return Errorf("{}: field 'mlp_cfg.intermediate_size' is missing", path);
+  return Status::Ok();
+}
+
 }  // namespace subq

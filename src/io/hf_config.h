@@ -31,6 +31,10 @@ Status ParseGatedDeltaNetConfig(const nlohmann::json& j, const std::string& path
 // Attention parameters for those come from "attn_cfg": {num_heads, num_key_value_heads (default num_heads),
 // head_dim (default dim / num_heads), rope_theta} into cfg->attn (rope_interleaved false). Out-of-range
 // layer or head indices, or a layer listed in both, are errors.
+// subq extension for distilled students whose blocks keep the teacher's SwiGLU MLP (Mamba-2 / Mamba-3
+// families): "mlp_cfg": {"intermediate_size": F, "bias": false, "act_fn": "silu"} sets cfg->hidden_dim = F
+// (tensors norm2.weight and mlp.{gate,up,down}_proj.weight per block). Absent: no MLP.
+Status ParseMlpCfg(const nlohmann::json& j, const std::string& path, ModelConfig* cfg);
 Status ParseHybridFields(const nlohmann::json& j, const std::string& path, MixerKind recurrent_kind,
                          ModelConfig* cfg);
 

@@ -7,7 +7,7 @@
 //    ssm_cfg {layer "Mamba2", d_state, headdim, ngroups, d_conv, expand, chunk_size, ...}}; the vocabulary is
 //    padded to pad_vocab_size_multiple as MambaLMHeadModel does; embedding key "backbone.embedding.weight".
 // Gated norm: grouped for both (mamba_ssm always; transformers 5.x too, see mixers/mamba2.h).
-// Blocks have no MLP (hidden_dim 0). Hybrid layers come from ParseHybridFields.
+// Blocks have no MLP (hidden_dim 0) unless subq's "mlp_cfg" gives one (distilled students). Hybrid layers come from ParseHybridFields.
 #include <cmath>
 #include <set>
 
@@ -175,6 +175,7 @@ Status ParseMamba2Config(const json& j, const std::string& path, ModelConfig* cf
   } else {
     SUBQ_RETURN_IF_ERROR(ParseTransformersMamba2(j, path, &c));
   }
+  SUBQ_RETURN_IF_ERROR(ParseMlpCfg(j, path, &c));
   SUBQ_RETURN_IF_ERROR(ParseHybridFields(hybrid, path, MixerKind::kMamba2, &c));
   for (int l = 0; l < c.n_layers; ++l)
     if (!c.layers[l].attention_heads.empty())

@@ -40,7 +40,8 @@ const std::set<std::string> kTopKeys = {"model_type",
                                         "pad_token_id",
                                         "attention_layers",
                                         "attention_heads",
-                                        "initializer_cfg"};
+                                        "initializer_cfg",
+                                        "mlp_cfg"};
 const std::set<std::string> kSsmKeys = {"layer",           "d_state", "expand",    "headdim",       "ngroups",
                                         "rope_fraction",   "dt_min",  "dt_max",    "dt_init_floor", "A_floor",
                                         "is_outproj_norm", "is_mimo", "mimo_rank", "chunk_size",    "dropout"};
@@ -70,6 +71,7 @@ Status ParseMamba3Config(const json& j, const std::string& path, ModelConfig* cf
   SUBQ_RETURN_IF_ERROR(f.Int("d_intermediate", &d_intermediate, false, 0));
   if (d_intermediate != 0)
     return f.Error("d_intermediate", fmt::format("= {}: Mamba-3 blocks with an MLP are not supported", d_intermediate));
+  SUBQ_RETURN_IF_ERROR(ParseMlpCfg(j, path, &c));  // subq students keep the teacher's SwiGLU MLP
   bool rms_norm = true;
   SUBQ_RETURN_IF_ERROR(f.Bool("rms_norm", &rms_norm));
   if (!rms_norm) return f.Error("rms_norm", "= false (LayerNorm blocks) is not supported");

@@ -111,7 +111,7 @@ class Dm2Mixer : public StudentMixer {
   int D_, nqk_, nv_, P_, N_, K_;
 };
 
-// ---------------- Mamba-2 (SPEC 2, HF layout; gated norm over all of d_inner as HF) ----------------
+// ---------------- Mamba-2 (SPEC 2, HF layout; gated norm per group as mamba_ssm / transformers 5) ----------------
 class Mamba2Mixer : public StudentMixer {
  public:
   Mamba2Mixer(int d_model, const StudentRecipe& s, double eps)
@@ -158,7 +158,10 @@ class Mamba2Mixer : public StudentMixer {
     Proj p = Project(u);
     auto y = SsdChunked(p.x * p.dt.unsqueeze(-1), p.loga, p.Bm, p.Cm, chunk) + p.x * Dp.view({1, 1, H_, 1});
     y = y.reshape({B, L, d_inner()}) * torch::silu(p.z);  // gate before the norm
-    return torch::linear(RmsNorm(y, norm_w, eps_), out_proj);
+    // grouped RMSNorm (group size d_inner / G) as mamba_ssm and transformers >= 5 (engine: norm_grouped)
+    auto yg = y.view({B, L, G_, d_inner() / G_});
+    yg = yg * torch::rsqrt(yg.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+    return torch::linear(yg.reshape({B, L, d_inner()}) * norm_w, out_proj);
   }
   torch::Tensor Materialize(const torch::Tensor& u) const override {
     const int64_t B = u.size(0), L = u.size(1);
