@@ -178,6 +178,9 @@ def test_resume_after_kill_gives_identical_weights(subq_bin, data_dir, corpus, t
     ("stages: {end_to_end: {tokens: 512, lr: 0.001, batch_tokens: 100}}", "multiple of seq_len"),
     ("student: {kind: transformer, n_v_heads: 8, head_dim: 8, d_state: 8}", "student.kind"),
     ("student: {n_qk_heads: 4, n_v_heads: 4, head_dim: 16, d_state: 8}", "attention init needs"),
+    ("student: {kind: mamba3, n_groups: 8, n_v_heads: 8, head_dim: 8, d_state: 6}", "multiple of 4"),
+    ("student: {kind: gated_deltanet, n_qk_heads: 3, n_v_heads: 8, head_dim: 8, d_state: 8}", "student.n_qk_heads"),
+    ("student: {kind: gated_deltanet, n_qk_heads: 8, n_v_heads: 8, head_dim: 3, d_state: 8}", "exact in f32"),
     ("data: {files: [/nonexistent/corpus.txt]}", "/nonexistent/corpus.txt"),
     ("data: {files: [EMPTY]}", "is empty"),
     ("teacher: BADTEACHER", "cannot load teacher"),
@@ -239,3 +242,66 @@ def test_mamba2_student_trains_and_exports_hf_layout(subq_bin, data_dir, corpus,
         run_subq(subq_bin, "logits", "--model", out, "--ids", ",".join(map(str, ids)), "--out", npy,
                  *(["--step"] if step else []))
         assert np.abs(np.load(npy) - torch_logits).max() < 1e-4, f"engine (step={step}) != torch Mamba-2 student"
+
+
+def engine_matches_torch(subq_bin, out, tmp_path, tag):
+    ids = [int(t) for t in (out / "probe_ids.txt").read_text().strip().split(",")]
+    torch_logits = np.load(out / "probe_logits.npy")
+    for step in (False, True):
+        npy = tmp_path / f"{tag}_engine_{step}.npy"
+        run_subq(subq_bin, "logits", "--model", out, "--ids", ",".join(map(str, ids)), "--out", npy,
+                 *(["--step"] if step else []))
+        err = np.abs(np.load(npy) - torch_logits).max()
+        assert err < 1e-4, f"engine (step={step}) != torch {tag} student: max |diff| {err}"
+
+
+@pytest.mark.parametrize("extra", [[], ["--set", "student.attention_layers=[2]"]], ids=["pure", "hybrid"])
+def test_gated_deltanet_student_trains_and_exports_fla_layout(subq_bin, data_dir, corpus, tmp_path, extra):
+    recipe = write_recipe(tmp_path / "gdn.yaml", data_dir, corpus)
+    out = tmp_path / "out"
+    run_subq(subq_bin, "distill", "--recipe", recipe, "--out", out, "--threads", "2",
+             "--set", "student={kind: gated_deltanet, n_qk_heads: 8, n_v_heads: 8, head_dim: 8, d_state: 8, "
+                      "conv_kernel: 4, init: attention}",
+             "--set", "stages.matrix_orientation.tokens=256", "--set", "stages.hidden_state.tokens=256",
+             "--set", "stages.end_to_end.tokens=256", *extra)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_type"] == "gated_deltanet" and cfg["num_heads"] == 8 and cfg["num_v_heads"] == 8
+    assert cfg["head_dim"] == 8 and cfg["expand_v"] == 1.0 and cfg["intermediate_size"] == 172
+    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in metrics] == [1, 2, 3] and all(np.isfinite(m["loss"]) for m in metrics)
+    W = load_file(str(out / "model.safetensors"))
+    for k in ["model.embeddings.weight", "model.norm.weight", "model.layers.0.attn_norm.weight",
+              "model.layers.0.mlp_norm.weight", "model.layers.0.attn.A_log", "model.layers.0.attn.q_conv1d.weight",
+              "model.layers.0.attn.o_norm.weight", "model.layers.4.mlp.down_proj.weight"]:
+        assert k in W, k
+    assert W["model.layers.0.attn.a_proj.weight"].shape == (8, 64)
+    if extra:
+        assert cfg["attention_layers"] == [2] and "model.layers.2.attn.q_proj.weight" in W
+        assert "model.layers.2.attn.A_log" not in W
+    engine_matches_torch(subq_bin, out, tmp_path, "gdn")
+
+
+@pytest.mark.parametrize("extra", [[], ["--set", "student.attention_layers=[2]"]], ids=["pure", "hybrid"])
+def test_mamba3_student_trains_and_exports_mamba_ssm_layout(subq_bin, data_dir, corpus, tmp_path, extra):
+    recipe = write_recipe(tmp_path / "m3.yaml", data_dir, corpus)
+    out = tmp_path / "out"
+    run_subq(subq_bin, "distill", "--recipe", recipe, "--out", out, "--threads", "2",
+             "--set", "student={kind: mamba3, n_groups: 8, n_v_heads: 8, head_dim: 8, d_state: 8, chunk_size: 16, "
+                      "init: attention}",
+             "--set", "stages.matrix_orientation.tokens=256", "--set", "stages.hidden_state.tokens=256",
+             "--set", "stages.end_to_end.tokens=256", *extra)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_type"] == "mamba3" and cfg["ssm_cfg"]["layer"] == "Mamba3" and cfg["ssm_cfg"]["d_state"] == 8
+    assert cfg["mlp_cfg"]["intermediate_size"] == 172
+    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in metrics] == [1, 2, 3] and all(np.isfinite(m["loss"]) for m in metrics)
+    W = load_file(str(out / "model.safetensors"))
+    for k in ["backbone.embedding.weight", "backbone.norm_f.weight", "backbone.layers.0.norm.weight",
+              "backbone.layers.0.norm2.weight", "backbone.layers.0.mixer.B_bias", "backbone.layers.0.mixer.C_norm.weight",
+              "backbone.layers.0.mixer.dt_bias", "backbone.layers.4.mlp.down_proj.weight"]:
+        assert k in W, k
+    # rows [z, x, B, C, dd_dt, dd_A, trap, angle]: 2*64 + 2*8*8 + 3*8 + 8/4
+    assert W["backbone.layers.0.mixer.in_proj.weight"].shape == (2 * 64 + 2 * 64 + 3 * 8 + 2, 64)
+    if extra:
+        assert cfg["attention_layers"] == [2] and "backbone.layers.2.mixer.q_proj.weight" in W
+    engine_matches_torch(subq_bin, out, tmp_path, "mamba3")

@@ -102,9 +102,7 @@ std::vector<NamedTensor> Trainer::Trainable(int s) const {
   for (const auto& p : student_.Params()) {
     const bool mixer = student_.IsMixerParam(p.name), mlp = student_.IsMlpParam(p.name);
     // Layer-local stages leave kept attention layers alone (their teacher weights already match).
-    const bool attn = p.name.find("_proj.weight") != std::string::npos &&
-                      (p.name.find(".q_proj.") != std::string::npos || p.name.find(".k_proj.") != std::string::npos ||
-                       p.name.find(".v_proj.") != std::string::npos || p.name.find(".o_proj.") != std::string::npos);
+    const bool attn = student_.IsKeptAttentionParam(p.name);
     bool train = false;
     if (s == 0) train = mixer && !attn;
     if (s == 1) train = (mixer && !attn) || (st.train_mlp && mlp);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
+#include "train/students_recurrent.h"
 
 namespace subq::train {
 namespace {
@@ -437,24 +438,39 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
   if (static_cast<int>(s.attention_layers.size()) == c.n_layers)
     return Errorf("student.attention_layers keeps all {} layers: nothing to distill", c.n_layers);
   const int d_inner = s.n_v_heads * s.head_dim;
-  if (d_inner % c.dim != 0)
+  const bool gdn = s.kind == "gated_deltanet";
+  if (!gdn && d_inner % c.dim != 0)
     return Errorf("student d_inner = n_v_heads x head_dim = {} must be a multiple of the teacher's d_model {}",
                   d_inner, c.dim);
   if (s.init == "attention") {
-    const int qk = s.kind == "mamba2" ? s.n_groups : s.n_qk_heads;
+    const bool grouped = s.kind == "mamba2" || s.kind == "mamba3";
+    const int qk = grouped ? s.n_groups : s.n_qk_heads;  // DM2 and Gated DeltaNet: n_qk_heads
     if (s.n_v_heads != a.n_heads || qk != a.n_heads || s.head_dim != a.head_dim || s.d_state != a.head_dim)
       return Errorf(
           "attention init needs the student's heads to map onto the teacher's: n_v_heads = {} = {} = {} (teacher "
           "heads) and head_dim = d_state = teacher head_dim {}; got n_v_heads {}, {} {}, head_dim {}, d_state {}",
-          s.kind == "mamba2" ? "n_groups" : "n_qk_heads", "n_v_heads", a.n_heads, a.head_dim, s.n_v_heads,
-          s.kind == "mamba2" ? "n_groups" : "n_qk_heads", qk, s.head_dim, s.d_state);
+          grouped ? "n_groups" : "n_qk_heads", "n_v_heads", a.n_heads, a.head_dim, s.n_v_heads,
+          grouped ? "n_groups" : "n_qk_heads", qk, s.head_dim, s.d_state);
   }
   torch::manual_seed(seed);
   auto st = std::make_unique<Student>();
   st->spec = s;
   st->cfg = c;
   const bool dm2 = s.kind == "discrete_mamba2";
-  if (dm2) {
+  if (gdn) {  // fla GatedDeltaNetForCausalLM (engine family gated_deltanet)
+    st->prefix_ = "model.layers.";
+    st->embed_key_ = "model.embeddings.weight";
+    st->final_norm_key_ = "model.norm.weight";
+    st->in_norm_key_ = "attn_norm.weight";
+    st->mlp_norm_key_ = "mlp_norm.weight";
+    st->mixer_key_ = "attn.";
+  } else if (s.kind == "mamba3") {  // mamba_ssm MambaLMHeadModel (engine family mamba3)
+    st->prefix_ = "backbone.layers.";
+    st->embed_key_ = "backbone.embedding.weight";
+    st->final_norm_key_ = "backbone.norm_f.weight";
+    st->in_norm_key_ = "norm.weight";
+    st->mlp_norm_key_ = "norm2.weight";
+  } else if (dm2) {
     st->prefix_ = "backbone.layers.";
     st->embed_key_ = "backbone.embedding.weight";
     st->final_norm_key_ = "backbone.final_layernorm.weight";
@@ -483,6 +499,10 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
       AttentionParams p = T.attn;
       p.q = p.q.clone(), p.k = p.k.clone(), p.v = p.v.clone(), p.o = p.o.clone();
       L.mixer = std::make_unique<AttentionMixer>(std::move(p));
+    } else if (gdn) {
+      L.mixer = MakeGatedDeltaNetMixer(c.dim, s, c.norm_eps, s.init == "attention" ? &T.attn : nullptr);
+    } else if (s.kind == "mamba3") {
+      L.mixer = MakeMamba3Mixer(c.dim, s, s.init == "attention" ? &T.attn : nullptr);
     } else if (dm2) {
       auto m = std::make_unique<Dm2Mixer>(c.dim, s);
       if (s.init == "attention") m->InitFromAttention(T.attn);
@@ -523,7 +543,7 @@ std::vector<NamedTensor> Student::Params() const {
     const auto& L = layers[l];
     const std::string p = prefix_ + std::to_string(l) + ".";
     out.push_back({p + in_norm_key_, L.in_norm});
-    for (auto& m : L.mixer->Params()) out.push_back({p + "mixer." + m.name, m.t});
+    for (auto& m : L.mixer->Params()) out.push_back({p + mixer_key_ + m.name, m.t});
     out.push_back({p + mlp_norm_key_, L.mlp_norm});
     out.push_back({p + "mlp.gate_proj.weight", L.gate});
     out.push_back({p + "mlp.up_proj.weight", L.up});
@@ -532,6 +552,13 @@ std::vector<NamedTensor> Student::Params() const {
   out.push_back({final_norm_key_, final_norm});
   if (!cfg.tie_embeddings) out.push_back({"lm_head.weight", lm_head});
   return out;
+}
+
+bool Student::IsKeptAttentionParam(const std::string& name) const {
+  for (size_t l = 0; l < layers.size(); ++l)
+    if (layers[l].mixer->is_attention() && name.rfind(prefix_ + std::to_string(l) + "." + mixer_key_, 0) == 0)
+      return true;
+  return false;
 }
 
 void Student::To(const torch::Device& d) {
@@ -557,7 +584,40 @@ std::string Student::ConfigJson() const {
   std::vector<int> attn_layers = s.attention_layers;
   std::sort(attn_layers.begin(), attn_layers.end());
   const int expand = s.n_v_heads * s.head_dim / cfg.dim;
-  if (s.kind == "discrete_mamba2") {
+  if (s.kind == "gated_deltanet") {  // read by io/hf_config_gated_deltanet.cc
+    j["model_type"] = "gated_deltanet";
+    j["architectures"] = {"GatedDeltaNetForCausalLM"};
+    j["hidden_size"] = cfg.dim;
+    j["num_hidden_layers"] = cfg.n_layers;
+    j["vocab_size"] = cfg.vocab_size;
+    j["num_heads"] = s.n_qk_heads;
+    j["num_v_heads"] = s.n_v_heads;
+    j["head_dim"] = s.head_dim;
+    j["expand_v"] = static_cast<double>(s.d_state) / s.head_dim;  // recipe checks it is exact in f32
+    j["conv_size"] = s.conv_kernel;
+    j["norm_eps"] = cfg.norm_eps;
+    j["intermediate_size"] = cfg.hidden_dim;
+    j["hidden_act"] = "swish";
+    j["use_gate"] = true;
+    j["use_short_conv"] = true;
+    j["allow_neg_eigval"] = false;
+    j["tie_word_embeddings"] = cfg.tie_embeddings;
+    j["max_position_embeddings"] = cfg.max_seq_len;
+  } else if (s.kind == "mamba3") {  // read by io/hf_config_mamba3.cc
+    j["model_type"] = "mamba3";
+    j["d_model"] = cfg.dim;
+    j["d_intermediate"] = 0;
+    j["n_layer"] = cfg.n_layers;
+    j["vocab_size"] = cfg.vocab_size;
+    j["pad_vocab_size_multiple"] = 1;
+    j["tie_embeddings"] = cfg.tie_embeddings;
+    j["norm_epsilon"] = cfg.norm_eps;
+    j["rms_norm"] = true;
+    j["ssm_cfg"] = {{"layer", "Mamba3"},     {"d_state", s.d_state},      {"expand", expand},
+                    {"headdim", s.head_dim}, {"ngroups", s.n_groups},     {"rope_fraction", 0.5},
+                    {"is_mimo", false},      {"chunk_size", s.chunk_size}, {"is_outproj_norm", false}};
+    j["mlp_cfg"] = {{"intermediate_size", cfg.hidden_dim}, {"bias", false}, {"act_fn", "silu"}};
+  } else if (s.kind == "discrete_mamba2") {
     j["model_type"] = "llamba";
     j["architectures"] = {"LlambaForCausalLM"};
     j["d_model"] = cfg.dim;

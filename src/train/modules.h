@@ -90,7 +90,7 @@ class StudentMixer {
   virtual ~StudentMixer() = default;
   virtual torch::Tensor Forward(const torch::Tensor& u) const = 0;      // [B, L, D] -> [B, L, D]
   virtual torch::Tensor Materialize(const torch::Tensor& u) const = 0;  // [B, L, D] -> [B, H, L, L]
-  virtual std::vector<NamedTensor> Params() const = 0;                  // names relative to "mixer."
+  virtual std::vector<NamedTensor> Params() const = 0;  // names relative to the mixer prefix ("mixer." / "attn.")
   virtual bool is_attention() const { return false; }
   virtual int num_heads() const = 0;
   int chunk = 64;  // training chunk length of the scan
@@ -113,9 +113,11 @@ class Student {
   torch::Tensor MaterializeOnInput(int l, const torch::Tensor& x) const;  // [B, H, L, L]
   bool is_attention(int l) const { return layers[l].mixer->is_attention(); }
 
-  // Every parameter under its export name (Llamba or Mamba-2 layout); tied lm_head listed once.
+  // Every parameter under its export name (Llamba, Mamba-2 or fla Gated DeltaNet layout); tied lm_head listed once.
   std::vector<NamedTensor> Params() const;
-  bool IsMixerParam(const std::string& name) const { return name.find(".mixer.") != std::string::npos; }
+  bool IsMixerParam(const std::string& name) const { return name.find("." + mixer_key_) != std::string::npos; }
+  // A weight of a kept teacher attention layer (hybrids).
+  bool IsKeptAttentionParam(const std::string& name) const;
   bool IsMlpParam(const std::string& name) const {
     return name.find(".mlp.") != std::string::npos || name.find(mlp_norm_key_) != std::string::npos;
   }
@@ -129,7 +131,7 @@ class Student {
   std::vector<StudentLayer> layers;
 
  private:
-  std::string prefix_, embed_key_, final_norm_key_, in_norm_key_, mlp_norm_key_;
+  std::string prefix_, embed_key_, final_norm_key_, in_norm_key_, mlp_norm_key_, mixer_key_ = "mixer.";
 };
 
 // Builds the Discrete Mamba-2 mixer directly (tests): d_model, recipe dims, random init with `gen`.

@@ -130,8 +130,9 @@ Status Validate(const Recipe& r) {
   if (r.micro_batch < 1) return Errorf("{}: 'micro_batch' must be >= 1, got {}", f, r.micro_batch);
   if (r.checkpoint_every < 1) return Errorf("{}: 'checkpoint_every' must be >= 1", f);
   const auto& s = r.student;
-  if (s.kind != "discrete_mamba2" && s.kind != "mamba2")
-    return Errorf("{}: 'student.kind' must be discrete_mamba2 or mamba2, got '{}'", f, s.kind);
+  if (s.kind != "discrete_mamba2" && s.kind != "mamba2" && s.kind != "gated_deltanet" && s.kind != "mamba3")
+    return Errorf("{}: 'student.kind' must be discrete_mamba2, mamba2, gated_deltanet or mamba3, got '{}'", f,
+                  s.kind);
   if (s.init != "attention" && s.init != "random")
     return Errorf("{}: 'student.init' must be attention or random, got '{}'", f, s.init);
   if (s.n_v_heads < 1 || s.head_dim < 1 || s.d_state < 1)
@@ -139,7 +140,18 @@ Status Validate(const Recipe& r) {
   if (s.kind == "discrete_mamba2" && (s.n_qk_heads < 1 || s.n_v_heads % s.n_qk_heads != 0))
     return Errorf("{}: 'student.n_qk_heads' ({}) must be >= 1 and divide n_v_heads ({})", f, s.n_qk_heads,
                   s.n_v_heads);
-  if (s.kind == "mamba2" && (s.n_groups < 1 || s.n_v_heads % s.n_groups != 0))
+  if (s.kind == "gated_deltanet") {  // head_dim = key head dim, d_state = value head dim
+    if (s.n_qk_heads < 1 || s.n_v_heads % s.n_qk_heads != 0)
+      return Errorf("{}: 'student.n_qk_heads' ({}) must be >= 1 and divide n_v_heads ({})", f, s.n_qk_heads,
+                    s.n_v_heads);
+    const float expand_v = static_cast<float>(static_cast<double>(s.d_state) / s.head_dim);
+    if (static_cast<double>(expand_v) * s.head_dim != s.d_state)
+      return Errorf("{}: gated_deltanet 'student.d_state' (value head dim {}) / head_dim ({}) must be exact in f32",
+                    f, s.d_state, s.head_dim);
+  }
+  if (s.kind == "mamba3" && s.d_state % 4 != 0)  // rope_fraction 0.5: d_state / 4 rotary angles
+    return Errorf("{}: mamba3 'student.d_state' ({}) must be a multiple of 4", f, s.d_state);
+  if ((s.kind == "mamba2" || s.kind == "mamba3") && (s.n_groups < 1 || s.n_v_heads % s.n_groups != 0))
     return Errorf("{}: 'student.n_groups' ({}) must divide n_v_heads ({})", f, s.n_groups, s.n_v_heads);
   if (s.conv_kernel < 1 || s.conv_kernel > 16) return Errorf("{}: 'student.conv_kernel' must be in [1, 16]", f);
   if (s.chunk_size < 1) return Errorf("{}: 'student.chunk_size' must be >= 1", f);

@@ -22,12 +22,12 @@ struct StageRecipe {
 };
 
 struct StudentRecipe {
-  std::string kind = "discrete_mamba2";  // discrete_mamba2 | mamba2
-  int n_qk_heads = 0;  // DM2: B/C heads; Mamba-2: unused (n_groups)
-  int n_v_heads = 0;   // DM2: x heads; Mamba-2: heads
-  int head_dim = 0;    // P
-  int d_state = 0;     // N
-  int n_groups = 1;    // Mamba-2 B/C groups
+  std::string kind = "discrete_mamba2";  // discrete_mamba2 | mamba2 | gated_deltanet | mamba3 (SISO)
+  int n_qk_heads = 0;  // DM2: B/C heads; Mamba-2/3: unused (n_groups); Gated DeltaNet: q/k heads
+  int n_v_heads = 0;   // DM2: x heads; Mamba-2: heads; Gated DeltaNet: v-heads
+  int head_dim = 0;    // P; Gated DeltaNet: key head dim
+  int d_state = 0;     // N; Gated DeltaNet: value head dim
+  int n_groups = 1;    // Mamba-2/3 B/C groups
   int conv_kernel = 4;
   int chunk_size = 64;
   std::string init = "attention";      // attention | random
