@@ -305,3 +305,16 @@ def test_mamba3_student_trains_and_exports_mamba_ssm_layout(subq_bin, data_dir, 
     if extra:
         assert cfg["attention_layers"] == [2] and "backbone.layers.2.mixer.q_proj.weight" in W
     engine_matches_torch(subq_bin, out, tmp_path, "mamba3")
+
+
+def test_distill_on_text_sampled_from_the_teacher(subq_bin, data_dir, corpus, tmp_path):
+    recipe = write_recipe(tmp_path / "selfd.yaml", data_dir, corpus)
+    out = tmp_path / "out"
+    p = run_subq(subq_bin, "distill", "--recipe", recipe, "--out", out, "--threads", "2",
+                 "--set", "data.teacher_samples=8", "--set", "stages.matrix_orientation.tokens=0",
+                 "--set", "stages.hidden_state.tokens=256", "--set", "stages.end_to_end.tokens=256")
+    assert "sampling 8 sequences from the teacher" in p.stderr
+    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics and all(np.isfinite(m["loss"]) for m in metrics)
+    summary = json.loads((out / "summary.json").read_text())
+    assert np.isfinite(summary["student_ppl"])
