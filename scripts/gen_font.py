@@ -3,7 +3,7 @@
 
 Glyphs are rendered once from DejaVu Sans Mono (bundled with matplotlib) with Pillow, without
 anti-aliasing, into fixed cells. Run from the repository root:
-    python3 scripts/gen_font.py [--size 11] [--preview /tmp/font.png]
+    python3 scripts/gen_font.py [--size 11] [--preview font.png]
 DejaVu fonts are under a permissive licence (Bitstream Vera derivative, free to use, modify and
 redistribute; see matplotlib/mpl-data/fonts/ttf/LICENSE_DEJAVU).
 """

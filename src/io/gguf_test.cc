@@ -17,14 +17,7 @@ TEST(Gguf, RealStories260K) {
   const Checkpoint& ck = *r;
   const ModelConfig& c = ck.config;
   EXPECT_EQ(ck.format, "gguf");
-  EXPECT_EQ(c.family, "llama");
-  EXPECT_EQ(c.dim, 64);
-  EXPECT_EQ(c.hidden_dim, 172);
-  EXPECT_EQ(c.n_layers, 5);
-  EXPECT_EQ(c.attn.n_heads, 8);
-  EXPECT_EQ(c.attn.n_kv_heads, 4);
-  EXPECT_EQ(c.attn.head_dim, 8);
-  EXPECT_EQ(c.vocab_size, 512);
+  ExpectStories260KDims(c);
   EXPECT_EQ(c.max_seq_len, 2048);
   EXPECT_NEAR(c.norm_eps, 1e-5f, 1e-9);
   EXPECT_FLOAT_EQ(c.attn.rope_theta, 10000.0f);

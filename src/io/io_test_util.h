@@ -46,12 +46,25 @@ inline size_t FindBytes(const std::vector<uint8_t>& b, const std::string& s) {
   return static_cast<size_t>(it - b.begin());
 }
 
+// The dimensions every copy of stories260K shares (.bin, .gguf, hf/): dim 64, hidden 172, 5 layers,
+// 8 heads of 8, 4 kv heads, vocab 512.
+inline void ExpectStories260KDims(const ModelConfig& c) {
+  EXPECT_EQ(c.family, "llama");
+  EXPECT_EQ(c.dim, 64);
+  EXPECT_EQ(c.hidden_dim, 172);
+  EXPECT_EQ(c.n_layers, 5);
+  EXPECT_EQ(c.attn.n_heads, 8);
+  EXPECT_EQ(c.attn.n_kv_heads, 4);
+  EXPECT_EQ(c.attn.head_dim, 8);
+  EXPECT_EQ(c.vocab_size, 512);
+}
+
 // A fresh temp folder, removed when the fixture ends.
 class TempDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/subq_io_test_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::string tmpl = (std::filesystem::temp_directory_path() / "subq_io_test_XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     tmp_ = tmpl;
   }
   void TearDown() override { std::filesystem::remove_all(tmp_); }

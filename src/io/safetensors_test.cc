@@ -59,14 +59,7 @@ TEST(HfFolder, RealStories260K) {
   const ModelConfig& c = r->config;
   EXPECT_EQ(r->format, "hf");
   EXPECT_EQ(r->tensors.source, Stories("hf"));
-  EXPECT_EQ(c.family, "llama");
-  EXPECT_EQ(c.dim, 64);
-  EXPECT_EQ(c.hidden_dim, 172);
-  EXPECT_EQ(c.n_layers, 5);
-  EXPECT_EQ(c.attn.n_heads, 8);
-  EXPECT_EQ(c.attn.n_kv_heads, 4);
-  EXPECT_EQ(c.attn.head_dim, 8);
-  EXPECT_EQ(c.vocab_size, 512);
+  ExpectStories260KDims(c);
   EXPECT_EQ(c.max_seq_len, 512);
   EXPECT_TRUE(c.tie_embeddings);
   EXPECT_FALSE(c.attn.rope_interleaved);
