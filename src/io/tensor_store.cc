@@ -130,6 +130,24 @@ Result<Tensor> TensorStore::LoadAny(const std::string& name) const {
   return out;
 }
 
+Result<ops::Weight> TensorStore::LoadWeight(const std::string& name, int64_t rows, int64_t cols) const {
+  const TensorInfo* t = Find(name);
+  if (t == nullptr) return Errorf("{}: missing tensor '{}' (expected shape [{}, {}])", source, name, rows, cols);
+  const std::vector<int64_t> expected{rows, cols};
+  if (t->shape != expected)
+    return Errorf("{}: tensor '{}' has shape {}, expected {}", t->file, name, ShapeStr(t->shape), ShapeStr(expected));
+  ops::Weight w;
+  w.rows = rows;
+  w.cols = cols;
+  w.data = t->data;
+  switch (t->dtype) {
+    case DType::kF32: w.type = ops::WeightType::kF32; break;
+    case DType::kF16: w.type = ops::WeightType::kF16; break;
+    case DType::kBF16: w.type = ops::WeightType::kBF16; break;
+  }
+  return w;
+}
+
 Result<Tensor> TensorStore::Load(const std::string& name, const std::vector<int64_t>& expected) const {
   const TensorInfo* t = Find(name);
   if (t == nullptr) return Errorf("{}: missing tensor '{}' (expected shape {})", source, name, ShapeStr(expected));

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/weight.h"
 #include "util/status.h"
 #include "util/tensor.h"
 
@@ -55,9 +56,13 @@ class TensorStore {
   const TensorInfo* Find(const std::string& name) const;
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
 
+  // Copies share the mapped files and owned buffers (cheap; views stay valid).
   // Loads `name` as f32, checking that its shape equals `expected` (an error names the file, the
   // tensor, the expected and the found shape).
   Result<Tensor> Load(const std::string& name, const std::vector<int64_t>& expected) const;
+  // A matrix [rows, cols] as a typed view into the file's bytes (f32, f16, bf16; quantized layouts as in
+  // ops/weight.h); the view lives as long as this store or any copy of it.
+  Result<ops::Weight> LoadWeight(const std::string& name, int64_t rows, int64_t cols) const;
   // Same, without a shape check (for callers that derive dims from the tensor itself).
   Result<Tensor> LoadAny(const std::string& name) const;
 
@@ -68,7 +73,7 @@ class TensorStore {
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;
   std::vector<std::shared_ptr<MappedFile>> files_;
-  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
+  std::vector<std::shared_ptr<std::vector<uint8_t>>> owned_;  // shared by copies of the store
 };
 
 float HalfToFloat(uint16_t h);

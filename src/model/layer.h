@@ -1,8 +1,11 @@
 // The pieces a model is built from: per-sequence layer state, mixers (attention or recurrent, in three
-// forms), and the residual block around them.
+// forms), and the scratch they run in. Mixers are const after loading: every buffer a forward pass
+// writes lives in the caller's Workspace (model/workspace.h) or in the sequence's own state, so one
+// Model serves any number of sequences and threads.
 #pragma once
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -10,6 +13,7 @@
 #include "model/config.h"
 #include "util/status.h"
 #include "util/tensor.h"
+#include "util/threads.h"
 
 namespace subq {
 
@@ -18,18 +22,51 @@ class LayerState {
  public:
   virtual ~LayerState() = default;
   virtual std::unique_ptr<LayerState> Clone() const = 0;
-  // Bytes of state that this sequence holds now (KV cache grows with tokens; recurrent state does not).
+  // Bytes of state that this sequence holds now (a KV cache's filled part; recurrent state is constant).
   virtual size_t Bytes() const = 0;
+  // Bytes allocated for it (a KV cache is preallocated to its context limit).
+  virtual size_t CapacityBytes() const { return Bytes(); }
+};
+
+// A bump allocator over a caller-owned float buffer: mixers carve their scratch out of it per call.
+// Take() never allocates; running out is a sizing bug (ScratchFloats too small) and aborts loudly.
+class Arena {
+ public:
+  Arena(float* base, size_t cap) : base_(base), cap_(cap) {}
+  float* Take(size_t n);  // 16-float (64-byte) aligned
+  size_t used() const { return used_; }
+
+ private:
+  float* base_;
+  size_t cap_, used_ = 0;
+};
+
+// What a mixer call may use: the threading context and the scratch arena.
+struct ExecContext {
+  Threads threads;
+  Arena* arena;
+};
+
+// One sequence's part of a batched call: rows [row0, row0 + n) of the stacked [T, dim] activations,
+// at positions pos..pos+n-1 of that sequence, whose state for this layer is `state`.
+struct SeqSlice {
+  int row0 = 0, n = 0, pos = 0;
+  LayerState* state = nullptr;
 };
 
 // A token mixer (SPEC: attention, Mamba-2, Discrete Mamba-2, Mamba-3, Gated DeltaNet).
 class Mixer {
  public:
   virtual ~Mixer() = default;
-  virtual std::unique_ptr<LayerState> NewState() const = 0;
-  // u: [L, dim] normalised input for positions pos..pos+L-1; out: [L, dim]. Advances `state`.
-  // L == 1 runs the recurrent step; L > 1 the chunked prefill (chunk length from the config).
-  virtual void Forward(const float* u, int L, int pos, LayerState& state, float* out) = 0;
+  // State of a fresh sequence; a KV cache holds room for max_context tokens.
+  virtual std::unique_ptr<LayerState> NewState(int max_context) const = 0;
+  // Scratch floats Forward needs for up to max_rows stacked rows per call.
+  virtual size_t ScratchFloats(int max_rows) const = 0;
+  // u: [T, dim] normalised input, the rows of all `seqs` stacked (T = sum of their n); out: [T, dim].
+  // Projections run once over all T rows; each sequence's recurrence or attention runs on its own rows
+  // (n == 1: the recurrent step; n > 1: the chunked prefill) and advances its state.
+  virtual void Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx,
+                       float* out) const = 0;
   // The L x L mixing matrix of every head on input u [L, dim] from a fresh state: [H, L, L].
   virtual Tensor Materialize(const float* u, int L) const = 0;
   virtual int num_heads() const = 0;

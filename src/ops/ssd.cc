@@ -1,14 +1,14 @@
-// Chunked SSD scan and recurrent step (see ssd.h). Written here rather than taken from a library
-// because no CPU library offers the SSD scan; the heavy products go to OpenBLAS through ops::Gemm.
-#include "mixers/ssd.h"
+// Chunked SSD scan and recurrent step (see ssd.h).
+#include "ops/ssd.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "ops/ops.h"
 
-namespace subq {
+namespace subq::ops {
 namespace {
 
 // exp(x) for x <= 0 (decay factors), written so the compiler vectorises the loops that call it.
@@ -34,32 +34,24 @@ inline float ExpNonPos(float x) {
   return p * scale;
 }
 
+// Views of the chunked scan's scratch: acum [Q] (double, first), cb/m [Q, Q], xw [Q, P], decay [Q].
+struct Scratch {
+  Scratch(float* base, int Q, int P) {
+    acum = reinterpret_cast<double*>(base);
+    cb = base + 2 * static_cast<size_t>(Q);
+    m = cb + static_cast<size_t>(Q) * Q;
+    xw = m + static_cast<size_t>(Q) * Q;
+    decay = xw + static_cast<size_t>(Q) * P;
+  }
+  double* acum;
+  float *cb, *m, *xw, *decay;
+};
+
 }  // namespace
 
-void CausalConv(const float* in, int ldin, int L, int C, const float* w, const float* bias, int K, float* state,
-                float* out, int ldout, bool silu) {
-  const int S = K - 1;  // state rows
-  for (int t = 0; t < L; ++t) {
-    float* o = out + static_cast<size_t>(t) * ldout;
-    for (int c = 0; c < C; ++c) o[c] = bias != nullptr ? bias[c] : 0.0f;
-    for (int k = 0; k < K; ++k) {
-      const int j = t + k - S;  // input token feeding tap k (negative: from the state)
-      const float* src = j >= 0 ? in + static_cast<size_t>(j) * ldin : state + static_cast<size_t>(S + j) * C;
-      for (int c = 0; c < C; ++c) o[c] += w[static_cast<size_t>(c) * K + k] * src[c];
-    }
-    if (silu)
-      for (int c = 0; c < C; ++c) o[c] = ops::Silu(o[c]);
-  }
-  // New state: the last S pre-conv inputs of (old state ++ in).
-  if (S == 0) return;
-  if (L >= S) {
-    for (int r = 0; r < S; ++r)
-      std::memcpy(state + static_cast<size_t>(r) * C, in + static_cast<size_t>(L - S + r) * ldin, C * 4);
-  } else {
-    std::memmove(state, state + static_cast<size_t>(L) * C, static_cast<size_t>(S - L) * C * 4);
-    for (int r = 0; r < L; ++r)
-      std::memcpy(state + static_cast<size_t>(S - L + r) * C, in + static_cast<size_t>(r) * ldin, C * 4);
-  }
+size_t SsdScratchFloats(const SsdDims& d, int chunk) {
+  const size_t Q = static_cast<size_t>(chunk < 1 ? 1 : chunk);
+  return 2 * Q + 2 * Q * Q + Q * static_cast<size_t>(d.P) + Q;
 }
 
 void SsdStep(const SsdDims& d, const float* x, const float* b, const float* c, const float* loga, float* state,
@@ -85,14 +77,10 @@ void SsdStep(const SsdDims& d, const float* x, const float* b, const float* c, c
 }
 
 void SsdChunkedScan(const SsdDims& d, int L, int chunk, const float* x, int ldx, const float* b, const float* c,
-                    int ldbc, const float* loga, float* state, float* y, int ldy, SsdScratch& s) {
+                    int ldbc, const float* loga, float* state, float* y, int ldy, float* scratch) {
   const int H = d.H, P = d.P, N = d.N, hpg = H / d.G;
   const int Q = std::max(1, std::min(chunk, L));
-  s.cb.resize(static_cast<size_t>(Q) * Q);
-  s.m.resize(static_cast<size_t>(Q) * Q);
-  s.xw.resize(static_cast<size_t>(Q) * P);
-  s.decay.resize(Q);
-  s.acum.resize(Q);
+  Scratch s(scratch, Q, P);
   // A fresh state contributes nothing to the first chunk; skip its GEMM then.
   bool state_zero = std::all_of(state, state + static_cast<size_t>(H) * P * N, [](float v) { return v == 0.0f; });
   for (int c0 = 0; c0 < L; c0 += Q) {
@@ -101,7 +89,7 @@ void SsdChunkedScan(const SsdDims& d, int L, int chunk, const float* x, int ldx,
       const float* Bg = b + static_cast<size_t>(c0) * ldbc + g * N;  // rows [q, N], stride ldbc
       const float* Cg = c + static_cast<size_t>(c0) * ldbc + g * N;  // rows [q, N], stride ldbc
       // cb[l, s] = C_l . B_s  [q, q]
-      ops::Gemm(false, true, q, q, N, 1.0f, Cg, ldbc, Bg, ldbc, 0.0f, s.cb.data(), q);
+      Gemm(false, true, q, q, N, 1.0f, Cg, ldbc, Bg, ldbc, 0.0f, s.cb, q);
       for (int h = g * hpg; h < (g + 1) * hpg; ++h) {
         const float* Xh = x + static_cast<size_t>(c0) * ldx + h * P;  // rows [q, P], stride ldx
         float* Yh = y + static_cast<size_t>(c0) * ldy + h * P;        // rows [q, P], stride ldy
@@ -110,8 +98,8 @@ void SsdChunkedScan(const SsdDims& d, int L, int chunk, const float* x, int ldx,
         for (int l = 0; l < q; ++l) s.acum[l] = acc += loga[static_cast<size_t>(c0 + l) * H + h];
         // Masked decay: m[l, s] = cb[l, s] * exp(acum_l - acum_s) for s <= l, else 0.
         for (int l = 0; l < q; ++l) {
-          float* mr = s.m.data() + static_cast<size_t>(l) * q;
-          const float* cr = s.cb.data() + static_cast<size_t>(l) * q;
+          float* mr = s.m + static_cast<size_t>(l) * q;
+          const float* cr = s.cb + static_cast<size_t>(l) * q;
           const float al = static_cast<float>(s.acum[l]);
           for (int j = 0; j <= l; ++j) s.decay[j] = al - static_cast<float>(s.acum[j]);
           for (int j = 0; j <= l; ++j) mr[j] = cr[j] * ExpNonPos(s.decay[j]);
@@ -119,7 +107,7 @@ void SsdChunkedScan(const SsdDims& d, int L, int chunk, const float* x, int ldx,
         }
         // Y_off[l] = exp(acum_l) C_l . S_prev   [q, P]
         if (!state_zero) {
-          ops::Gemm(false, true, q, P, N, 1.0f, Cg, ldbc, S, N, 0.0f, Yh, ldy);
+          Gemm(false, true, q, P, N, 1.0f, Cg, ldbc, S, N, 0.0f, Yh, ldy);
           for (int l = 0; l < q; ++l) {
             const float e = static_cast<float>(std::exp(s.acum[l]));
             float* yr = Yh + static_cast<size_t>(l) * ldy;
@@ -127,21 +115,21 @@ void SsdChunkedScan(const SsdDims& d, int L, int chunk, const float* x, int ldx,
           }
         }
         // Y += m X   [q, P]
-        ops::Gemm(false, false, q, P, q, 1.0f, s.m.data(), q, Xh, ldx, state_zero ? 0.0f : 1.0f, Yh, ldy);
+        Gemm(false, false, q, P, q, 1.0f, s.m, q, Xh, ldx, state_zero ? 0.0f : 1.0f, Yh, ldy);
         // S = exp(acum_last) S + sum_s exp(acum_last - acum_s) X_s B_s^T
         const double last = s.acum[q - 1];
         const float total = static_cast<float>(std::exp(last));
         for (int j = 0; j < q; ++j) {
           const float w = static_cast<float>(std::exp(last - s.acum[j]));
           const float* xr = Xh + static_cast<size_t>(j) * ldx;
-          float* xwr = s.xw.data() + static_cast<size_t>(j) * P;
+          float* xwr = s.xw + static_cast<size_t>(j) * P;
           for (int p = 0; p < P; ++p) xwr[p] = xr[p] * w;
         }
         if (state_zero) {
-          ops::Gemm(true, false, P, N, q, 1.0f, s.xw.data(), P, Bg, ldbc, 0.0f, S, N);
+          Gemm(true, false, P, N, q, 1.0f, s.xw, P, Bg, ldbc, 0.0f, S, N);
         } else {
           for (size_t i = 0; i < static_cast<size_t>(P) * N; ++i) S[i] *= total;
-          ops::Gemm(true, false, P, N, q, 1.0f, s.xw.data(), P, Bg, ldbc, 1.0f, S, N);
+          Gemm(true, false, P, N, q, 1.0f, s.xw, P, Bg, ldbc, 1.0f, S, N);
         }
       }
     }
@@ -149,4 +137,4 @@ void SsdChunkedScan(const SsdDims& d, int L, int chunk, const float* x, int ldx,
   }
 }
 
-}  // namespace subq
+}  // namespace subq::ops
