@@ -1,0 +1,32 @@
+// Workspace: every activation and scratch buffer of a forward pass, owned by the caller and sized once
+// from the model and the most rows one call may carry (all sequences of a batch together). A thread
+// that runs sequences needs its own Workspace; the Model (weights) is shared and const. Nothing in a
+// forward pass allocates.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "util/threads.h"
+
+namespace subq {
+
+class Model;
+
+class Workspace {
+ public:
+  // Room for up to max_tokens stacked rows per Model::Forward call (longer prompts are fed in pieces).
+  Workspace(const Model& model, int max_tokens, Threads threads = Threads::Default());
+  int max_tokens() const { return max_tokens_; }
+  const Threads& threads() const { return threads_; }
+  size_t Bytes() const;
+
+ private:
+  friend class Model;
+  int max_tokens_;
+  Threads threads_;
+  std::vector<float> x_, u_, mix_, h1_, h2_;  // [T, dim] x3, [T, hidden] x2
+  std::vector<float> logits_row_;            // [vocab]: last-token logits staging
+  std::vector<float> scratch_;               // mixers' arena (max over layers)
+};
+
+}  // namespace subq
