@@ -61,6 +61,7 @@ double Seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 nlohmann::json Bench(const std::string& name, Model& m, int reps) {
+  Workspace ws(m, 512);
   const int V = m.config().vocab_size;
   std::vector<float> logits(V);
   std::mt19937 rng(1);
@@ -72,9 +73,9 @@ nlohmann::json Bench(const std::string& name, Model& m, int reps) {
     for (int& t : ids) t = tok(rng);
     double best = 1e30;
     for (int i = 0; i < reps; ++i) {
-      SequenceState seq = m.NewSequence();
+      SequenceState seq = m.NewSequence().value();
       auto t0 = std::chrono::steady_clock::now();
-      (void)m.Forward(ids.data(), len, seq, logits.data());
+      (void)m.Forward(ids.data(), len, seq, ws, logits.data());
       best = std::min(best, Seconds(t0));
     }
     r["prefill_" + std::to_string(len) + "_tok_s"] = len / best;
@@ -82,11 +83,11 @@ nlohmann::json Bench(const std::string& name, Model& m, int reps) {
   const int n_decode = 256;
   double best = 1e30;
   for (int i = 0; i < reps; ++i) {
-    SequenceState seq = m.NewSequence();
+    SequenceState seq = m.NewSequence().value();
     int t = 1;
     auto t0 = std::chrono::steady_clock::now();
     for (int k = 0; k < n_decode; ++k) {
-      (void)m.Forward(&t, 1, seq, logits.data());
+      (void)m.Forward(&t, 1, seq, ws, logits.data());
       t = tok(rng);
     }
     best = std::min(best, Seconds(t0));

@@ -108,14 +108,15 @@ nlohmann::json RunOne(const Spec& s, int layers, const std::vector<int>& lengths
     std::exit(1);
   }
   Model& m = *mr.value();
+  Workspace ws(m, 2048);
   const int max_len = *std::max_element(lengths.begin(), lengths.end());
   std::vector<int> ids(std::max(max_len, step_tokens));
   std::mt19937 rng(7);
   for (auto& v : ids) v = static_cast<int>(rng() % kVocab);
   std::vector<float> logits(kVocab);
   {  // warm-up (BLAS threads, page faults)
-    SequenceState seq = m.NewSequence();
-    (void)m.Forward(ids.data(), 256, seq, logits.data());
+    SequenceState seq = m.NewSequence().value();
+    (void)m.Forward(ids.data(), 256, seq, ws, logits.data());
   }
   nlohmann::json r;
   r["model"] = s.name;
@@ -124,9 +125,9 @@ nlohmann::json RunOne(const Spec& s, int layers, const std::vector<int>& lengths
   r["layers_run"] = layers;
   std::map<int, double> t_prefill;
   for (int L : lengths) {
-    SequenceState seq = m.NewSequence();
+    SequenceState seq = m.NewSequence().value();
     auto t0 = Clock::now();
-    Status st = m.Forward(ids.data(), L, seq, logits.data());
+    Status st = m.Forward(ids.data(), L, seq, ws, logits.data());
     auto t1 = Clock::now();
     if (!st.ok()) fmt::print(stderr, "{}\n", st.message());
     t_prefill[L] = Seconds(t0, t1);
@@ -137,9 +138,9 @@ nlohmann::json RunOne(const Spec& s, int layers, const std::vector<int>& lengths
   if (t_prefill.count(1024) && t_prefill.count(16384))
     r["linearity_16k_vs_1k"] = t_prefill[16384] / t_prefill[1024] / 16.0;
   if (step_tokens > 0) {
-    SequenceState seq = m.NewSequence();
+    SequenceState seq = m.NewSequence().value();
     auto t0 = Clock::now();
-    for (int t = 0; t < step_tokens; ++t) (void)m.Forward(ids.data() + t, 1, seq, logits.data());
+    for (int t = 0; t < step_tokens; ++t) (void)m.Forward(ids.data() + t, 1, seq, ws, logits.data());
     const double secs = Seconds(t0, Clock::now());
     r["step"] = {{"tokens", step_tokens}, {"seconds", secs}, {"tokens_per_s", step_tokens / secs}};
     fmt::print(stderr, "  {} step    {:>6} tokens: {:8.3f} s  {:9.1f} tok/s\n", s.name, step_tokens, secs,

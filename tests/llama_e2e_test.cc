@@ -24,16 +24,17 @@ std::string Greedy(const std::string& model_path, const std::string& tok_path, c
   EXPECT_TRUE(tok.ok()) << tok.status().message();
   if (!tok.ok()) return "";
   std::vector<int> ids = (*tok)->Encode(prompt, true);
-  SequenceState seq = (*model)->NewSequence();
+  SequenceState seq = (*model)->NewSequence().value();
+  Workspace ws(**model, 64);
   std::vector<float> logits((*model)->config().vocab_size);
-  EXPECT_TRUE((*model)->Forward(ids.data(), ids.size(), seq, logits.data()).ok());
+  EXPECT_TRUE((*model)->Forward(ids.data(), ids.size(), seq, ws, logits.data()).ok());
   Sampler s({});
   std::vector<int> out = ids;
   for (int i = 0; i < n; ++i) {
     int t = s.Sample(logits.data(), logits.size());
     if (t == (*tok)->eos_id()) break;
     out.push_back(t);
-    EXPECT_TRUE((*model)->Forward(&t, 1, seq, logits.data()).ok());
+    EXPECT_TRUE((*model)->Forward(&t, 1, seq, ws, logits.data()).ok());
   }
   return (*tok)->Decode(out);
 }
@@ -59,15 +60,16 @@ TEST(LlamaE2E, SnapshotRestoreGivesBitIdenticalLogits) {
   ASSERT_TRUE(model.ok());
   Model& m = **model;
   std::vector<int> ids = {1, 403, 407, 261, 378, 282, 261, 1253 % 512, 45, 90};
-  SequenceState seq = m.NewSequence();
+  SequenceState seq = m.NewSequence().value();
+  Workspace ws(m, 64);
   const int V = m.config().vocab_size;
   std::vector<float> a(V), b(V);
-  ASSERT_TRUE(m.Forward(ids.data(), 6, seq, a.data()).ok());
+  ASSERT_TRUE(m.Forward(ids.data(), 6, seq, ws, a.data()).ok());
   SequenceState snap = seq.Snapshot();
-  ASSERT_TRUE(m.Forward(ids.data() + 6, 4, seq, a.data()).ok());
+  ASSERT_TRUE(m.Forward(ids.data() + 6, 4, seq, ws, a.data()).ok());
   seq.Restore(snap);
   EXPECT_EQ(seq.pos, 6);
-  ASSERT_TRUE(m.Forward(ids.data() + 6, 4, seq, b.data()).ok());
+  ASSERT_TRUE(m.Forward(ids.data() + 6, 4, seq, ws, b.data()).ok());
   EXPECT_EQ(a, b);
 }
 
@@ -82,11 +84,12 @@ TEST(LlamaE2E, PrefillEqualsStepping) {
   std::vector<int> ids = {1, 403, 407, 261, 378, 282, 261, 45, 90, 300, 12, 77};
   const int L = ids.size();
   std::vector<float> all(static_cast<size_t>(L) * V), one(V);
-  SequenceState s1 = m.NewSequence();
-  ASSERT_TRUE(m.Forward(ids.data(), L, s1, all.data(), true).ok());
-  SequenceState s2 = m.NewSequence();
+  SequenceState s1 = m.NewSequence().value();
+  Workspace ws(m, 64);
+  ASSERT_TRUE(m.Forward(ids.data(), L, s1, ws, all.data(), true).ok());
+  SequenceState s2 = m.NewSequence().value();
   for (int t = 0; t < L; ++t) {
-    ASSERT_TRUE(m.Forward(&ids[t], 1, s2, one.data()).ok());
+    ASSERT_TRUE(m.Forward(&ids[t], 1, s2, ws, one.data()).ok());
     for (int v = 0; v < V; ++v) ASSERT_NEAR(one[v], all[static_cast<size_t>(t) * V + v], 1e-4) << t << " " << v;
   }
 }

@@ -23,7 +23,7 @@ int RunGenerate(const GenerateOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true);
   if (!lm.ok()) return ReportError(lm.status());
-  Model& model = *lm->model;
+  const Model& model = *lm->model;
   const Tokenizer& tok = *lm->tokenizer;
   const ModelConfig& cfg = model.config();
   std::vector<int> ids = tok.Encode(o.prompt, !o.no_bos);
@@ -32,13 +32,20 @@ int RunGenerate(const GenerateOptions& o) {
 
   std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
   std::fflush(stdout);
-  SequenceState seq = model.NewSequence();
+  const int64_t need = static_cast<int64_t>(ids.size()) + o.max_tokens;
+  if (need > model.context_limit())
+    return ReportError(Errorf("prompt ({} tokens) + --max-tokens ({}) exceed the model's context limit of {} tokens",
+                              ids.size(), o.max_tokens, model.context_limit()));
+  auto seq_or = model.NewSequence(model.has_attention() ? static_cast<int>(need) : 0);
+  if (!seq_or.ok()) return ReportError(seq_or.status());
+  SequenceState seq = std::move(*seq_or);
+  Workspace ws(model, std::min<int>(static_cast<int>(ids.size()), 512));
   std::vector<float> logits(cfg.vocab_size);
   Sampler sampler(o.sampler);
   DecodeStream stream(tok, ids);
 
   auto tp = std::chrono::steady_clock::now();
-  Status st = model.Forward(ids.data(), static_cast<int>(ids.size()), seq, logits.data());
+  Status st = model.Forward(ids.data(), static_cast<int>(ids.size()), seq, ws, logits.data());
   if (!st.ok()) return ReportError(st);
   const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - tp).count();
 
@@ -51,7 +58,7 @@ int RunGenerate(const GenerateOptions& o) {
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
     if (generated + 1 == o.max_tokens) { ++generated; break; }
-    st = model.Forward(&next, 1, seq, logits.data());
+    st = model.Forward(&next, 1, seq, ws, logits.data());
     if (!st.ok()) return ReportError(st);
   }
   const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - td).count();

@@ -27,15 +27,21 @@ int RunLogits(const LogitsOptions& o) {
     if (!r.ok()) return ReportError(r.status());
     ids = *r;
   }
-  Model& model = *lm->model;
+  const Model& model = *lm->model;
   const int V = model.config().vocab_size, L = static_cast<int>(ids.size());
+  if (L > model.context_limit())
+    return ReportError(Errorf("{} tokens exceed the model's context limit of {}", L, model.context_limit()));
   Tensor logits({L, V});
-  SequenceState seq = model.NewSequence();
+  auto seq_or = model.NewSequence(model.has_attention() ? L : 0);
+  if (!seq_or.ok()) return ReportError(seq_or.status());
+  SequenceState seq = std::move(*seq_or);
+  Workspace ws(model, std::min(L, 512));
   Status st;
   if (o.step) {
-    for (int t = 0; t < L && st.ok(); ++t) st = model.Forward(&ids[t], 1, seq, logits.ptr() + static_cast<size_t>(t) * V);
+    for (int t = 0; t < L && st.ok(); ++t)
+      st = model.Forward(&ids[t], 1, seq, ws, logits.ptr() + static_cast<size_t>(t) * V);
   } else {
-    st = model.Forward(ids.data(), L, seq, logits.ptr(), /*all_logits=*/true);
+    st = model.Forward(ids.data(), L, seq, ws, logits.ptr(), /*all_logits=*/true);
   }
   if (!st.ok()) return ReportError(st);
   st = WriteNpy(logits, o.out);

@@ -5,14 +5,17 @@
 
 namespace subq {
 
-Result<PerplexityResult> Perplexity(Model& model, const std::vector<int>& tokens, int window, int stride,
+Result<PerplexityResult> Perplexity(const Model& model, const std::vector<int>& tokens, int window, int stride,
                                     const std::function<void(int64_t, int64_t)>& progress) {
   const int V = model.config().vocab_size;
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n < 2) return Errorf("perplexity: need at least 2 tokens, got {}", n);
   if (window < 2) return Errorf("perplexity: window must be >= 2, got {}", window);
   if (stride < 1 || stride > window) return Errorf("perplexity: stride must be in 1..window, got {}", stride);
+  if (window > model.context_limit())
+    return Errorf("perplexity: window {} exceeds the model's context limit of {} tokens", window, model.context_limit());
   std::vector<float> logits(static_cast<size_t>(window) * V);
+  Workspace ws(model, std::min(window, 512));
   double nll = 0.0;
   int64_t scored = 0;
   int64_t next_target = 1;  // first token position not yet scored
@@ -20,8 +23,8 @@ Result<PerplexityResult> Perplexity(Model& model, const std::vector<int>& tokens
     const int64_t end = std::min(n, begin + window);
     const int L = static_cast<int>(end - begin);
     if (L < 2) break;
-    SequenceState seq = model.NewSequence();
-    SUBQ_RETURN_IF_ERROR(model.Forward(tokens.data() + begin, L, seq, logits.data(), /*all_logits=*/true));
+    SUBQ_ASSIGN_OR_RETURN(SequenceState seq, model.NewSequence(model.has_attention() ? window : 0));
+    SUBQ_RETURN_IF_ERROR(model.Forward(tokens.data() + begin, L, seq, ws, logits.data(), /*all_logits=*/true));
     for (int64_t pos = std::max(next_target, begin + 1); pos < end; ++pos) {
       const float* row = logits.data() + static_cast<size_t>(pos - 1 - begin) * V;  // predicts token at pos
       const float mx = *std::max_element(row, row + V);

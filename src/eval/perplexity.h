@@ -15,7 +15,7 @@ struct PerplexityResult {
 };
 
 // progress(done, total) is called after each window when given.
-Result<PerplexityResult> Perplexity(Model& model, const std::vector<int>& tokens, int window, int stride,
+Result<PerplexityResult> Perplexity(const Model& model, const std::vector<int>& tokens, int window, int stride,
                                     const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace subq

@@ -31,111 +31,86 @@ std::vector<float> RopeInvFreq(const AttentionConfig& a) {
   return inv;
 }
 
-void ApplyRope(float* x, int n_heads, int hd, int pos, const std::vector<float>& inv_freq, bool interleaved) {
-  const int half = hd / 2;
-  for (int i = 0; i < half; ++i) {
-    const float ang = static_cast<float>(pos) * inv_freq[i];
-    const float c = std::cos(ang), s = std::sin(ang);
-    for (int h = 0; h < n_heads; ++h) {
-      float* v = x + static_cast<size_t>(h) * hd;
-      const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-      const float x0 = v[a], x1 = v[b];
-      v[a] = x0 * c - x1 * s;
-      v[b] = x0 * s + x1 * c;
-    }
-  }
+KvCache::KvCache(int n_kv_heads, int head_dim, int capacity)
+    : n_kv_(n_kv_heads), hd_(head_dim), cap_(capacity),
+      k_(static_cast<size_t>(capacity) * n_kv_heads * head_dim),
+      v_(static_cast<size_t>(capacity) * n_kv_heads * head_dim) {}
+
+size_t AttentionCore::ScratchFloats(int n_threads) const {
+  return ops::AttentionScratchFloats(hd) * n_threads + Arena::kAlign;
 }
 
-void KvCache::Reserve(int n) {
-  if (len_ + n <= cap_) return;
-  int cap = std::max(64, cap_);
-  while (cap < len_ + n) cap *= 2;
-  k.resize(static_cast<size_t>(cap) * n_kv_ * hd_);
-  v.resize(static_cast<size_t>(cap) * n_kv_ * hd_);
-  cap_ = cap;
-}
-
-void AttendCausal(const float* q, int L, int n_heads, int n_kv, int hd, KvCache& cache, float* out, float* probs) {
-  const int T = cache.len() + L;  // keys available to the last query
-  const int p0 = cache.len();
+Tensor AttentionProbabilities(const float* q, const float* k, int L, int n_heads, int n_kv, int hd) {
+  Tensor probs({n_heads, L, L});
   const int group = n_heads / n_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int kv_stride = n_kv * hd;
-  std::vector<float> scores(static_cast<size_t>(L) * T);  // [L, T]
   for (int h = 0; h < n_heads; ++h) {
-    const int kh = h / group;
-    const float* K = cache.k_at(0) + kh * hd;  // rows of stride kv_stride
-    const float* V = cache.v_at(0) + kh * hd;
-    // scores[L, T] = q_h [L, hd] K_kh[T, hd]^T * scale
-    ops::Gemm(false, true, L, T, hd, scale, q + h * hd, n_heads * hd, K, kv_stride, 0.0f, scores.data(), T);
+    float* P = probs.ptr() + static_cast<size_t>(h) * L * L;  // [L, L]
+    // P = q_h [L, hd] k_kh [L, hd]^T * scale, then a causal softmax per row.
+    ops::Gemm(false, true, L, L, hd, scale, q + h * hd, n_heads * hd, k + (h / group) * hd, n_kv * hd, 0.0f, P, L);
     for (int t = 0; t < L; ++t) {
-      float* row = scores.data() + static_cast<size_t>(t) * T;
-      const int n = p0 + t + 1;  // causal: keys 0..p0+t
-      ops::SoftmaxInPlace(row, n);
-      for (int j = n; j < T; ++j) row[j] = 0.0f;
-      if (probs != nullptr) std::copy(row, row + T, probs + (static_cast<size_t>(h) * L + t) * T);
+      float* row = P + static_cast<size_t>(t) * L;
+      ops::SoftmaxInPlace(row, t + 1);
+      for (int j = t + 1; j < L; ++j) row[j] = 0.0f;
     }
-    // out_h[L, hd] = scores[L, T] V[T, hd]
-    ops::Gemm(false, false, L, hd, T, 1.0f, scores.data(), T, V, kv_stride, 0.0f, out + h * hd, n_heads * hd);
   }
+  return probs;
 }
 
 namespace {
 
 class Attention : public Mixer {
  public:
-  Attention(const ModelConfig& cfg) : a_(cfg.attn), dim_(cfg.dim), inv_freq_(RopeInvFreq(cfg.attn)) {}
-
-  std::unique_ptr<LayerState> NewState() const override {
-    return std::make_unique<KvCache>(a_.n_kv_heads, a_.head_dim);
+  using Mixer::Forward;
+  using Mixer::NewState;
+  explicit Attention(const ModelConfig& cfg) : a_(cfg.attn), dim_(cfg.dim) {
+    core_ = AttentionCore{a_.n_heads, a_.n_kv_heads, a_.head_dim, a_.rope_interleaved, RopeInvFreq(cfg.attn)};
   }
 
-  void Forward(const float* u, int L, int pos, LayerState& state, float* out) override {
-    auto& cache = static_cast<KvCache&>(state);
+  std::unique_ptr<LayerState> NewState(int max_context) const override {
+    return std::make_unique<KvCache>(a_.n_kv_heads, a_.head_dim, max_context);
+  }
+
+  size_t ScratchFloats(int T, int n_threads) const override {
+    const size_t qd = a_.n_heads * a_.head_dim, kvd = a_.n_kv_heads * a_.head_dim;
+    return static_cast<size_t>(T) * (2 * qd + 2 * kvd) + 4 * Arena::kAlign + core_.ScratchFloats(n_threads);
+  }
+
+  void Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx, float* out) const override {
     const int qd = a_.n_heads * a_.head_dim, kvd = a_.n_kv_heads * a_.head_dim;
-    q_.resize(static_cast<size_t>(L) * qd);
-    att_.resize(static_cast<size_t>(L) * qd);
-    cache.Reserve(L);
-    float* k = cache.k_at(cache.len());  // new keys/values go straight into the cache
-    float* v = cache.v_at(cache.len());
-    ops::Linear(u, wq_.ptr(), q_.data(), L, dim_, qd);  // [L, H*hd]
-    ops::Linear(u, wk_.ptr(), k, L, dim_, kvd);          // [L, KV*hd]
-    ops::Linear(u, wv_.ptr(), v, L, dim_, kvd);          // [L, KV*hd]
-    for (int t = 0; t < L; ++t) {
-      ApplyRope(q_.data() + static_cast<size_t>(t) * qd, a_.n_heads, a_.head_dim, pos + t, inv_freq_,
-                a_.rope_interleaved);
-      ApplyRope(k + static_cast<size_t>(t) * kvd, a_.n_kv_heads, a_.head_dim, pos + t, inv_freq_, a_.rope_interleaved);
-    }
-    AttendCausal(q_.data(), L, a_.n_heads, a_.n_kv_heads, a_.head_dim, cache, att_.data());
-    cache.Advance(L);
-    ops::Linear(att_.data(), wo_.ptr(), out, L, qd, dim_);  // [L, dim]
+    float* q = ctx.arena->Take(static_cast<size_t>(T) * qd);    // [T, H*hd]
+    float* k = ctx.arena->Take(static_cast<size_t>(T) * kvd);   // [T, KV*hd]
+    float* v = ctx.arena->Take(static_cast<size_t>(T) * kvd);   // [T, KV*hd]
+    float* att = ctx.arena->Take(static_cast<size_t>(T) * qd);  // [T, H*hd]
+    ops::Linear(ctx.threads, u, T, wq_, q);
+    ops::Linear(ctx.threads, u, T, wk_, k);
+    ops::Linear(ctx.threads, u, T, wv_, v);
+    core_.Run(q, k, v, seqs, ctx, [](const SeqSlice& s) -> KvCache& { return static_cast<KvCache&>(*s.state); }, att);
+    ops::Linear(ctx.threads, att, T, wo_, out);  // [T, dim]
   }
 
   Tensor Materialize(const float* u, int L) const override {
-    auto st = NewState();
-    auto& cache = static_cast<KvCache&>(*st);
-    Tensor probs({a_.n_heads, L, L});
     const int qd = a_.n_heads * a_.head_dim, kvd = a_.n_kv_heads * a_.head_dim;
-    std::vector<float> q(static_cast<size_t>(L) * qd), att(static_cast<size_t>(L) * qd);
-    cache.Reserve(L);
-    ops::Linear(u, wq_.ptr(), q.data(), L, dim_, qd);
-    ops::Linear(u, wk_.ptr(), cache.k_at(0), L, dim_, kvd);
-    ops::Linear(u, wv_.ptr(), cache.v_at(0), L, dim_, kvd);
+    std::vector<float> q(static_cast<size_t>(L) * qd), k(static_cast<size_t>(L) * kvd);
+    const Threads th = Threads::Default();
+    ops::Linear(th, u, L, wq_, q.data());
+    ops::Linear(th, u, L, wk_, k.data());
     for (int t = 0; t < L; ++t) {
-      ApplyRope(q.data() + static_cast<size_t>(t) * qd, a_.n_heads, a_.head_dim, t, inv_freq_, a_.rope_interleaved);
-      ApplyRope(cache.k_at(t), a_.n_kv_heads, a_.head_dim, t, inv_freq_, a_.rope_interleaved);
+      ops::Rope(q.data() + static_cast<size_t>(t) * qd, a_.n_heads, a_.head_dim, t, core_.inv_freq.data(),
+                a_.rope_interleaved);
+      ops::Rope(k.data() + static_cast<size_t>(t) * kvd, a_.n_kv_heads, a_.head_dim, t, core_.inv_freq.data(),
+                a_.rope_interleaved);
     }
-    AttendCausal(q.data(), L, a_.n_heads, a_.n_kv_heads, a_.head_dim, cache, att.data(), probs.ptr());
-    return probs;
+    return AttentionProbabilities(q.data(), k.data(), L, a_.n_heads, a_.n_kv_heads, a_.head_dim);
   }
 
   int num_heads() const override { return a_.n_heads; }
+  size_t WeightBytes() const override { return wq_.Bytes() + wk_.Bytes() + wv_.Bytes() + wo_.Bytes(); }
 
   AttentionConfig a_;
   int dim_;
-  std::vector<float> inv_freq_;
-  Tensor wq_, wk_, wv_, wo_;
-  std::vector<float> q_, att_;
+  AttentionCore core_;
+  ops::Weight wq_, wk_, wv_, wo_;
 };
 
 }  // namespace
@@ -150,10 +125,10 @@ Result<std::unique_ptr<Mixer>> MakeAttention(const ModelConfig& cfg, int layer, 
     return Errorf("layer {}: {} attention heads are not a multiple of {} kv heads", layer, a.n_heads, a.n_kv_heads);
   auto m = std::make_unique<Attention>(cfg);
   const int64_t qd = a.n_heads * a.head_dim, kvd = a.n_kv_heads * a.head_dim, d = cfg.dim;
-  SUBQ_ASSIGN_OR_RETURN(m->wq_, store.Load(prefix + "q_proj.weight", {qd, d}));
-  SUBQ_ASSIGN_OR_RETURN(m->wk_, store.Load(prefix + "k_proj.weight", {kvd, d}));
-  SUBQ_ASSIGN_OR_RETURN(m->wv_, store.Load(prefix + "v_proj.weight", {kvd, d}));
-  SUBQ_ASSIGN_OR_RETURN(m->wo_, store.Load(prefix + "o_proj.weight", {d, qd}));
+  SUBQ_ASSIGN_OR_RETURN(m->wq_, store.LoadWeight(prefix + "q_proj.weight", qd, d));
+  SUBQ_ASSIGN_OR_RETURN(m->wk_, store.LoadWeight(prefix + "k_proj.weight", kvd, d));
+  SUBQ_ASSIGN_OR_RETURN(m->wv_, store.LoadWeight(prefix + "v_proj.weight", kvd, d));
+  SUBQ_ASSIGN_OR_RETURN(m->wo_, store.LoadWeight(prefix + "o_proj.weight", d, qd));
   return std::unique_ptr<Mixer>(std::move(m));
 }
 

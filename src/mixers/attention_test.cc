@@ -62,7 +62,7 @@ TEST(Attention, PrefillStepAndMaterializeAgree) {
     ASSERT_EQ(A.shape, (std::vector<int64_t>{4, L, L}));
     auto v = f.store.LoadAny("v_proj.weight").value(), o = f.store.LoadAny("o_proj.weight").value();
     std::vector<float> V(L * 16), att(L * 32, 0.0f), y(L * D);
-    ops::Linear(u.data(), v.ptr(), V.data(), L, D, 16);
+    ops::Linear(Threads{1}, u.data(), L, ops::Weight::F32(v.ptr(), 16, D), V.data());
     for (int h = 0; h < 4; ++h) {
       for (int i = 0; i < L; ++i) {
         float rowsum = 0.0f;
@@ -75,7 +75,7 @@ TEST(Attention, PrefillStepAndMaterializeAgree) {
         ASSERT_NEAR(rowsum, 1.0f, 1e-5f);
       }
     }
-    ops::Linear(att.data(), o.ptr(), y.data(), L, 32, D);
+    ops::Linear(Threads{1}, att.data(), L, ops::Weight::F32(o.ptr(), D, 32), y.data());
     for (int i = 0; i < L * D; ++i) ASSERT_NEAR(y[i], y_prefill[i], 1e-5f * (1 + std::abs(y[i])));
   }
 }

@@ -7,6 +7,10 @@
 #include "mixers/mixers.h"
 #include "ops/ops.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace subq {
 
 Result<std::unique_ptr<DiscreteMamba2Mixer>> DiscreteMamba2Mixer::Load(const ModelConfig& cfg, int layer,
@@ -35,7 +39,7 @@ Result<std::unique_ptr<DiscreteMamba2Mixer>> DiscreteMamba2Mixer::Load(const Mod
         "2*{} + 2*{}*{} + {} = {}: d_state, head counts or expand disagree with the tensors",
         ip->file, prefix, ip->shape[0], E, c.n_qk_heads, c.d_state, Hv, rows);
   DiscreteMamba2Weights& w = m->w_;
-  SUBQ_ASSIGN_OR_RETURN(w.in_proj, store.Load(prefix + "in_proj.weight", {rows, D}));
+  SUBQ_ASSIGN_OR_RETURN(w.in_proj, store.LoadWeight(prefix + "in_proj.weight", rows, D));
   SUBQ_ASSIGN_OR_RETURN(w.z_bias, store.Load(prefix + "z_bias", {E}));
   SUBQ_ASSIGN_OR_RETURN(w.conv_w, store.Load(prefix + "conv1d.weight", {conv_dim, 1, K}));
   w.conv_w.shape = {conv_dim, K};
@@ -47,7 +51,7 @@ Result<std::unique_ptr<DiscreteMamba2Mixer>> DiscreteMamba2Mixer::Load(const Mod
     w.conv_b = Tensor({conv_dim});
   }
   SUBQ_ASSIGN_OR_RETURN(w.D, store.Load(prefix + "D", {Hv}));
-  SUBQ_ASSIGN_OR_RETURN(w.out_proj, store.Load(prefix + "out_proj.weight", {D, E}));
+  SUBQ_ASSIGN_OR_RETURN(w.out_proj, store.LoadWeight(prefix + "out_proj.weight", D, E));
   if (layer < 0 || layer >= static_cast<int>(cfg.layers.size()))
     return Errorf("layer {} out of range (config lists {} layers)", layer, cfg.layers.size());
   if (!cfg.layers[layer].attention_heads.empty()) {
@@ -56,71 +60,109 @@ Result<std::unique_ptr<DiscreteMamba2Mixer>> DiscreteMamba2Mixer::Load(const Mod
   return m;
 }
 
-std::unique_ptr<LayerState> DiscreteMamba2Mixer::NewState() const {
+std::unique_ptr<LayerState> DiscreteMamba2Mixer::NewState(int max_context) const {
   auto s = std::make_unique<SsmLayerState>(c_.conv_kernel - 1, conv_dim(), c_.n_v_heads, c_.head_dim, c_.d_state);
-  if (kept_) s->kv = kept_->NewCache();
+  if (kept_) s->kv = kept_->NewCache(max_context);
   return s;
 }
 
-void DiscreteMamba2Mixer::Prepare(const float* u, int L, float* conv_state, std::vector<float>& proj,
-                                  std::vector<float>& xbc, std::vector<float>& loga) const {
+size_t DiscreteMamba2Mixer::WeightBytes() const {
+  return w_.in_proj.Bytes() + w_.out_proj.Bytes() + (kept_ ? kept_->WeightBytes() : 0) +
+         (w_.conv_w.data.size() + w_.conv_b.data.size() + w_.z_bias.data.size() + c_.n_v_heads) * sizeof(float);
+}
+
+size_t DiscreteMamba2Mixer::ScratchFloats(int T, int n_threads) const {
+  const size_t E = c_.d_inner(), Hv = c_.n_v_heads;
+  return static_cast<size_t>(T) * (proj_rows() + conv_dim() + Hv + E) +
+         static_cast<size_t>(n_threads) * (ops::SsdScratchFloats(dims(), c_.chunk_size) + Arena::kAlign) +
+         6 * Arena::kAlign + (kept_ ? kept_->ScratchFloats(T, n_threads) : 0);
+}
+
+void DiscreteMamba2Mixer::ConvAndDecay(const float* proj, int n, float* conv_state, float* xbc, float* loga) const {
   const int E = c_.d_inner(), Hv = c_.n_v_heads, rows = proj_rows(), cd = conv_dim();
-  proj.resize(static_cast<size_t>(L) * rows);
-  xbc.resize(static_cast<size_t>(L) * cd);
-  loga.resize(static_cast<size_t>(L) * Hv);
-  ops::Linear(u, w_.in_proj.ptr(), proj.data(), L, dim_, rows);  // [L, xBC | z | A_log]
-  CausalConv(proj.data(), rows, L, cd, w_.conv_w.ptr(), w_.conv_b.ptr(), c_.conv_kernel, conv_state, xbc.data(), cd,
-             /*silu=*/false);                                     // [L, x | B | C]
-  for (int t = 0; t < L; ++t) {
-    const float* ar = proj.data() + static_cast<size_t>(t) * rows + cd + E;  // [Hv]
+  ops::CausalConv(proj, rows, n, cd, w_.conv_w.ptr(), w_.conv_b.ptr(), c_.conv_kernel, conv_state, xbc, cd,
+                  /*silu=*/false);  // [n, x | B | C]
+  for (int t = 0; t < n; ++t) {
+    const float* ar = proj + static_cast<size_t>(t) * rows + cd + E;  // [Hv]
     for (int h = 0; h < Hv; ++h) loga[static_cast<size_t>(t) * Hv + h] = -ops::Softplus(ar[h]);
   }
 }
 
-void DiscreteMamba2Mixer::Forward(const float* u, int L, int pos, LayerState& state, float* out) {
-  auto& st = static_cast<SsmLayerState&>(state);
-  const int E = c_.d_inner(), Hv = c_.n_v_heads, P = c_.head_dim, N = c_.d_state, G = c_.n_qk_heads;
+void DiscreteMamba2Mixer::PrepareFresh(const float* u, int L, std::vector<float>& proj, std::vector<float>& xbc,
+                                       std::vector<float>& loga) const {
   const int cd = conv_dim();
-  Prepare(u, L, st.conv.ptr(), proj_, xbc_, loga_);
-  y_.resize(static_cast<size_t>(L) * E);
-  const SsdDims dims{Hv, P, N, G};
-  const float* B = xbc_.data() + E;
-  const float* C = xbc_.data() + E + G * N;
-  if (L == 1) {
-    SsdStep(dims, xbc_.data(), B, C, loga_.data(), st.ssm.ptr(), y_.data());
-  } else {
-    SsdChunkedScan(dims, L, c_.chunk_size, xbc_.data(), cd, B, C, cd, loga_.data(), st.ssm.ptr(), y_.data(), E, ssd_);
-  }
-  for (int t = 0; t < L; ++t)  // y += D x
-    for (int h = 0; h < Hv; ++h) {
-      const float d = w_.D.data[h];
-      const float* xr = xbc_.data() + static_cast<size_t>(t) * cd + h * P;
-      float* yr = y_.data() + static_cast<size_t>(t) * E + h * P;
-      for (int p = 0; p < P; ++p) yr[p] += d * xr[p];
-    }
-  if (kept_) kept_->Forward(u, L, pos, *st.kv, y_.data(), E);  // kept heads: attention output replaces y_h
-  ApplyOutputInPlace(y_.data(), proj_.data() + cd, proj_rows(), L, out);
+  proj.resize(static_cast<size_t>(L) * proj_rows());
+  xbc.resize(static_cast<size_t>(L) * cd);
+  loga.resize(static_cast<size_t>(L) * c_.n_v_heads);
+  std::vector<float> conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
+  ops::Linear(Threads::Default(), u, L, w_.in_proj, proj.data());  // [L, xBC | z | A_log]
+  ConvAndDecay(proj.data(), L, conv.data(), xbc.data(), loga.data());
 }
 
-void DiscreteMamba2Mixer::ApplyOutputInPlace(float* y, const float* z, int ldz, int L, float* out) const {
+void DiscreteMamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx,
+                                  float* out) const {
+  const int E = c_.d_inner(), Hv = c_.n_v_heads, P = c_.head_dim, N = c_.d_state, G = c_.n_qk_heads;
+  const int rows = proj_rows(), cd = conv_dim();
+  Arena& a = *ctx.arena;
+  float* proj = a.Take(static_cast<size_t>(T) * rows);  // [T, xBC | z | A_log]
+  float* xbc = a.Take(static_cast<size_t>(T) * cd);     // [T, x | B | C]
+  float* loga = a.Take(static_cast<size_t>(T) * Hv);    // [T, Hv]
+  float* y = a.Take(static_cast<size_t>(T) * E);        // [T, E]
+  const size_t scan_floats = ops::SsdScratchFloats(dims(), c_.chunk_size) + Arena::kAlign;
+  float* scan = a.Take(scan_floats * ctx.threads.n);
+  ops::Linear(ctx.threads, u, T, w_.in_proj, proj);
+  const int S = static_cast<int>(seqs.size());
+#pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1) if (S > 1)
+  for (int i = 0; i < S; ++i) {
+    const SeqSlice& s = seqs[i];
+    auto& st = static_cast<SsmLayerState&>(*s.state);
+    const size_t r0 = s.row0;
+    float* X = xbc + r0 * cd;
+    ConvAndDecay(proj + r0 * rows, s.n, st.conv.ptr(), X, loga + r0 * Hv);
+    const float* B = X + E;
+    const float* C = X + E + G * N;
+    float* Y = y + r0 * E;
+    if (s.n == 1) {
+      ops::SsdStep(dims(), X, B, C, loga + r0 * Hv, st.ssm.ptr(), Y);
+    } else {
+      float* my = scan;
+#ifdef _OPENMP
+      my += scan_floats * static_cast<size_t>(omp_get_thread_num());
+#endif
+      ops::SsdChunkedScan(dims(), s.n, c_.chunk_size, X, cd, B, C, cd, loga + r0 * Hv, st.ssm.ptr(), Y, E, my);
+    }
+    for (int t = 0; t < s.n; ++t)  // y += D x
+      for (int h = 0; h < Hv; ++h) {
+        const float d = w_.D.data[h];
+        const float* xr = X + static_cast<size_t>(t) * cd + h * P;
+        float* yr = Y + static_cast<size_t>(t) * E + h * P;
+        for (int p = 0; p < P; ++p) yr[p] += d * xr[p];
+      }
+  }
+  if (kept_) kept_->Forward(u, T, seqs, ctx, y, E);  // kept heads: attention output replaces y_h
+  ApplyOutputInPlace(ctx.threads, y, proj + cd, rows, T, out);
+}
+
+void DiscreteMamba2Mixer::ApplyOutputInPlace(const Threads& th, float* y, const float* z, int ldz, int L,
+                                             float* out) const {
   const int E = c_.d_inner();
   for (int t = 0; t < L; ++t) {
     float* yr = y + static_cast<size_t>(t) * E;
     const float* zr = z + static_cast<size_t>(t) * ldz;
     for (int i = 0; i < E; ++i) yr[i] *= ops::Silu(zr[i] + w_.z_bias.data[i]);
   }
-  ops::Linear(y, w_.out_proj.ptr(), out, L, E, dim_);  // [L, dim]
+  ops::Linear(th, y, L, w_.out_proj, out);  // [L, dim]
 }
 
 void DiscreteMamba2Mixer::ApplyOutput(const float* y, const float* z, int L, float* out) const {
   std::vector<float> tmp(y, y + static_cast<size_t>(L) * c_.d_inner());
-  ApplyOutputInPlace(tmp.data(), z, c_.d_inner(), L, out);
+  ApplyOutputInPlace(Threads::Default(), tmp.data(), z, c_.d_inner(), L, out);
 }
 
 void DiscreteMamba2Mixer::ProjectFresh(const float* u, int L, Tensor* values, Tensor* z) const {
   const int E = c_.d_inner(), P = c_.head_dim, rows = proj_rows(), cd = conv_dim();
-  std::vector<float> proj, xbc, loga, conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
-  Prepare(u, L, conv.data(), proj, xbc, loga);
+  std::vector<float> proj, xbc, loga;
+  PrepareFresh(u, L, proj, xbc, loga);
   *values = Tensor({L, E});
   *z = Tensor({L, E});
   for (int t = 0; t < L; ++t) {
@@ -140,8 +182,8 @@ void DiscreteMamba2Mixer::ProjectFresh(const float* u, int L, Tensor* values, Te
 
 Tensor DiscreteMamba2Mixer::Materialize(const float* u, int L) const {
   const int E = c_.d_inner(), Hv = c_.n_v_heads, N = c_.d_state, G = c_.n_qk_heads, cd = conv_dim();
-  std::vector<float> proj, xbc, loga, conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
-  Prepare(u, L, conv.data(), proj, xbc, loga);
+  std::vector<float> proj, xbc, loga;
+  PrepareFresh(u, L, proj, xbc, loga);
   Tensor M({Hv, L, L});
   std::vector<float> cb(static_cast<size_t>(L) * L);
   std::vector<double> cum(L);

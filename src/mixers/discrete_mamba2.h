@@ -15,18 +15,20 @@
 #include <vector>
 
 #include "mixers/head_hybrid.h"
-#include "mixers/ssd.h"
+#include "mixers/ssm_state.h"
+#include "ops/ssd.h"
+#include "ops/weight.h"
 #include "model/layer.h"
 
 namespace subq {
 
 struct DiscreteMamba2Weights {
-  Tensor in_proj;   // [2*d_inner + 2*n_qk*N + n_v, dim]
+  ops::Weight in_proj;   // [2*d_inner + 2*n_qk*N + n_v, dim]
   Tensor z_bias;    // [d_inner]
   Tensor conv_w;    // [conv_dim, K] (file: [conv_dim, 1, K])
   Tensor conv_b;    // [conv_dim] (zeros without conv bias)
   Tensor D;         // [n_v]
-  Tensor out_proj;  // [dim, d_inner]
+  ops::Weight out_proj;  // [dim, d_inner]
 };
 
 class DiscreteMamba2Mixer : public Mixer {
@@ -34,10 +36,14 @@ class DiscreteMamba2Mixer : public Mixer {
   static Result<std::unique_ptr<DiscreteMamba2Mixer>> Load(const ModelConfig& cfg, int layer,
                                                            const TensorStore& store, const std::string& prefix);
 
-  std::unique_ptr<LayerState> NewState() const override;
-  void Forward(const float* u, int L, int pos, LayerState& state, float* out) override;
+  using Mixer::Forward;
+  using Mixer::NewState;
+  std::unique_ptr<LayerState> NewState(int max_context) const override;
+  size_t ScratchFloats(int T, int n_threads) const override;
+  void Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx, float* out) const override;
   Tensor Materialize(const float* u, int L) const override;
   int num_heads() const override { return c_.n_v_heads; }
+  size_t WeightBytes() const override;
 
   // For tests: the values the mixing matrix acts on ([L, d_inner]: x after the conv, with kept attention
   // heads' slots holding their v) and the raw z [L, d_inner], from a fresh state.
@@ -53,17 +59,18 @@ class DiscreteMamba2Mixer : public Mixer {
   DiscreteMamba2Mixer(const DiscreteMamba2Config& c, int dim) : c_(c), dim_(dim) {}
   int conv_dim() const { return c_.d_inner() + 2 * c_.n_qk_heads * c_.d_state; }
   int proj_rows() const { return conv_dim() + c_.d_inner() + c_.n_v_heads; }
-  // in_proj + conv + decays: proj [L, rows], xbc [L, conv_dim], loga [L, n_v].
-  void Prepare(const float* u, int L, float* conv_state, std::vector<float>& proj, std::vector<float>& xbc,
-               std::vector<float>& loga) const;
-  void ApplyOutputInPlace(float* y, const float* z, int ldz, int L, float* out) const;
+  ops::SsdDims dims() const { return {c_.n_v_heads, c_.head_dim, c_.d_state, c_.n_qk_heads}; }
+  // Conv + decays for one sequence's n rows of proj [n, rows]: xbc [n, conv_dim], loga [n, n_v].
+  void ConvAndDecay(const float* proj, int n, float* conv_state, float* xbc, float* loga) const;
+  // For tools/tests: in_proj + ConvAndDecay of L tokens from a fresh state.
+  void PrepareFresh(const float* u, int L, std::vector<float>& proj, std::vector<float>& xbc,
+                    std::vector<float>& loga) const;
+  void ApplyOutputInPlace(const Threads& th, float* y, const float* z, int ldz, int L, float* out) const;
 
   DiscreteMamba2Config c_;
   int dim_;
   DiscreteMamba2Weights w_;
   std::unique_ptr<KeptHeadAttention> kept_;  // null unless the layer keeps attention heads
-  std::vector<float> proj_, xbc_, loga_, y_;
-  SsdScratch ssd_;
 };
 
 }  // namespace subq

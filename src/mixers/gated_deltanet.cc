@@ -81,19 +81,52 @@ Status GatedDeltaNetMixer::Validate(const GatedDeltaNetConfig& c, int d, const G
 GatedDeltaNetMixer::GatedDeltaNetMixer(const GatedDeltaNetConfig& cfg, int d_model, GatedDeltaNetWeights w)
     : cfg_(cfg), d_model_(d_model), w_(std::move(w)) {}
 
+size_t GatedDeltaNetMixer::WeightBytes() const {
+  size_t n = 0;
+  for (const Tensor* t : {&w_.q_proj, &w_.k_proj, &w_.v_proj, &w_.a_proj, &w_.b_proj, &w_.A_log, &w_.dt_bias,
+                          &w_.q_conv, &w_.k_conv, &w_.v_conv, &w_.g_proj, &w_.o_norm, &w_.o_proj})
+    n += t->data.size() * sizeof(float);
+  return n;
+}
+
+size_t GatedDeltaNetMixer::ScratchFloats(int T, int) const {
+  const size_t Ck = cfg_.n_qk_heads * cfg_.head_k_dim, Cv = cfg_.n_v_heads * cfg_.head_v_dim, Hv = cfg_.n_v_heads;
+  return static_cast<size_t>(T) * (2 * Ck + 3 * Cv + 2 * Hv) + 8 * Arena::kAlign;
+}
+
+void GatedDeltaNetMixer::Project(const Threads& th, const float* u, int T, const Projected& p) const {
+  const int Ck = cfg_.n_qk_heads * cfg_.head_k_dim, Cv = cfg_.n_v_heads * cfg_.head_v_dim, Hv = cfg_.n_v_heads;
+  const int d = d_model_;
+  ops::Linear(th, u, T, ops::Weight::F32(w_.q_proj.ptr(), Ck, d), p.q);     // [T, Ck]
+  ops::Linear(th, u, T, ops::Weight::F32(w_.k_proj.ptr(), Ck, d), p.k);     // [T, Ck]
+  ops::Linear(th, u, T, ops::Weight::F32(w_.v_proj.ptr(), Cv, d), p.v);     // [T, Cv]
+  ops::Linear(th, u, T, ops::Weight::F32(w_.g_proj.ptr(), Cv, d), p.gate);  // [T, Cv]
+  ops::Linear(th, u, T, ops::Weight::F32(w_.a_proj.ptr(), Hv, d), p.g);     // [T, Hv]
+  ops::Linear(th, u, T, ops::Weight::F32(w_.b_proj.ptr(), Hv, d), p.beta);  // [T, Hv]
+}
+
 void GatedDeltaNetMixer::Prepare(const float* u, int L, GatedDeltaNetState* st, Tokens* t) const {
+  const size_t Ck = cfg_.n_qk_heads * cfg_.head_k_dim, Cv = cfg_.n_v_heads * cfg_.head_v_dim, Hv = cfg_.n_v_heads;
+  std::vector<float> buf(static_cast<size_t>(L) * (2 * Ck + 2 * Cv + 2 * Hv));
+  float* b = buf.data();
+  const size_t n = L;
+  const Projected p{b, b + n * Ck, b + 2 * n * Ck, b + 2 * n * Ck + n * Cv, b + 2 * n * (Ck + Cv),
+                    b + 2 * n * (Ck + Cv) + n * Hv};
+  Project(Threads::Default(), u, L, p);
+  Prepare(p, 0, L, st, t);
+}
+
+void GatedDeltaNetMixer::Prepare(const Projected& p, int row0, int L, GatedDeltaNetState* st, Tokens* t) const {
   const int Hk = cfg_.n_qk_heads, Hv = cfg_.n_v_heads, dk = cfg_.head_k_dim, dv = cfg_.head_v_dim, K = cfg_.conv_kernel;
-  const int Ck = Hk * dk, Cv = Hv * dv, d = d_model_;
+  const int Ck = Hk * dk, Cv = Hv * dv;
+  const size_t r0 = row0;
   t->L = L;
-  t->q.resize(static_cast<size_t>(L) * Ck), t->k.resize(t->q.size());
-  t->v.resize(static_cast<size_t>(L) * Cv), t->gate.resize(t->v.size());
-  t->g.resize(static_cast<size_t>(L) * Hv), t->beta.resize(t->g.size());
-  ops::Linear(u, w_.q_proj.ptr(), t->q.data(), L, d, Ck);     // [L, Ck]
-  ops::Linear(u, w_.k_proj.ptr(), t->k.data(), L, d, Ck);     // [L, Ck]
-  ops::Linear(u, w_.v_proj.ptr(), t->v.data(), L, d, Cv);     // [L, Cv]
-  ops::Linear(u, w_.g_proj.ptr(), t->gate.data(), L, d, Cv);  // [L, Cv]
-  ops::Linear(u, w_.a_proj.ptr(), t->g.data(), L, d, Hv);     // [L, Hv]
-  ops::Linear(u, w_.b_proj.ptr(), t->beta.data(), L, d, Hv);  // [L, Hv]
+  t->q.assign(p.q + r0 * Ck, p.q + (r0 + L) * Ck);
+  t->k.assign(p.k + r0 * Ck, p.k + (r0 + L) * Ck);
+  t->v.assign(p.v + r0 * Cv, p.v + (r0 + L) * Cv);
+  t->gate.assign(p.gate + r0 * Cv, p.gate + (r0 + L) * Cv);
+  t->g.assign(p.g + r0 * Hv, p.g + (r0 + L) * Hv);
+  t->beta.assign(p.beta + r0 * Hv, p.beta + (r0 + L) * Hv);
   float *hq, *hk, *hv;
   if (st) {
     hq = st->q_conv.ptr(), hk = st->k_conv.ptr(), hv = st->v_conv.ptr();
@@ -116,27 +149,47 @@ void GatedDeltaNetMixer::Prepare(const float* u, int L, GatedDeltaNetState* st, 
     }
 }
 
-void GatedDeltaNetMixer::Output(const Tokens& t, float* o, float* out) const {
+void GatedDeltaNetMixer::NormGate(const Tokens& t, float* o) const {
   const int Hv = cfg_.n_v_heads, dv = cfg_.head_v_dim, L = t.L;
   ops::RmsNorm(o, w_.o_norm.ptr(), o, L * Hv, dv, cfg_.norm_eps);  // per head
   for (size_t i = 0; i < t.gate.size(); ++i) o[i] *= ops::Silu(t.gate[i]);
-  ops::Linear(o, w_.o_proj.ptr(), out, L, Hv * dv, d_model_);
 }
 
-void GatedDeltaNetMixer::Forward(const float* u, int L, int, LayerState& state, float* out) {
-  auto& st = static_cast<GatedDeltaNetState&>(state);
-  if (L == 1)
-    Step(u, st, out);
-  else if (L > 1)
-    Prefill(u, L, st, out);
+// Per-thread token buffers: they keep their capacity, so a warm decode step does not allocate.
+static GatedDeltaNetMixer::Tokens& ThreadTokens() {
+  thread_local GatedDeltaNetMixer::Tokens t;
+  return t;
 }
 
-void GatedDeltaNetMixer::Step(const float* u, GatedDeltaNetState& st, float* out) {
+void GatedDeltaNetMixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx,
+                                 float* out) const {
+  const size_t Ck = cfg_.n_qk_heads * cfg_.head_k_dim, Cv = cfg_.n_v_heads * cfg_.head_v_dim, Hv = cfg_.n_v_heads;
+  Arena& a = *ctx.arena;
+  const Projected p{a.Take(T * Ck), a.Take(T * Ck), a.Take(T * Cv), a.Take(T * Cv), a.Take(T * Hv), a.Take(T * Hv)};
+  float* o = a.Take(T * Cv);  // [T, Hv, dv]
+  Project(ctx.threads, u, T, p);
+  const int S = static_cast<int>(seqs.size());
+#pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1) if (S > 1)
+  for (int i = 0; i < S; ++i) {
+    const SeqSlice& s = seqs[i];
+    auto& st = static_cast<GatedDeltaNetState&>(*s.state);
+    Tokens& t = ThreadTokens();
+    Prepare(p, s.row0, s.n, &st, &t);
+    float* os = o + static_cast<size_t>(s.row0) * Cv;
+    if (s.n == 1)
+      Step(t, st, os);
+    else
+      Prefill(t, st, os);
+    NormGate(t, os);
+  }
+  ops::Linear(ctx.threads, o, T, ops::Weight::F32(w_.o_proj.ptr(), d_model_, Cv), out);  // [T, d_model]
+}
+
+void GatedDeltaNetMixer::Step(const Tokens& t, GatedDeltaNetState& st, float* o) const {
   const int Hk = cfg_.n_qk_heads, Hv = cfg_.n_v_heads, dk = cfg_.head_k_dim, dv = cfg_.head_v_dim;
-  Tokens& t = tok_;
-  Prepare(u, 1, &st, &t);
-  std::vector<float>&o = o_, &uu = uu_;
-  o.assign(static_cast<size_t>(Hv) * dv, 0.0f), uu.resize(dv);  // [Hv, dv]
+  thread_local std::vector<float> uu;
+  uu.resize(dv);
+  std::fill(o, o + static_cast<size_t>(Hv) * dv, 0.0f);  // [Hv, dv]
   for (int h = 0; h < Hv; ++h) {
     const int hk = h / (Hv / Hk);
     const float* q = &t.q[static_cast<size_t>(hk) * dk];
@@ -151,22 +204,18 @@ void GatedDeltaNetMixer::Step(const float* u, GatedDeltaNetState& st, float* out
     for (int b = 0; b < dv; ++b) uu[b] = beta * (v[b] - uu[b]);
     for (int a = 0; a < dk; ++a)
       for (int b = 0; b < dv; ++b) S[a * dv + b] += k[a] * uu[b];
-    float* oh = &o[static_cast<size_t>(h) * dv];
+    float* oh = o + static_cast<size_t>(h) * dv;
     for (int a = 0; a < dk; ++a)
       for (int b = 0; b < dv; ++b) oh[b] += S[a * dv + b] * q[a];
   }
-  Output(t, o.data(), out);
 }
 
 // Chunked WY form (SPEC 5): with gamma = cumsum of g in the chunk and A = strict_tril(beta K K^T * Gamma),
 // solve (I + A) [U | W] = [beta V | beta K exp(gamma)] by forward substitution; V' = U - W S;
 // O = (Q exp(gamma)) S + tril(Q K^T * Gamma) V'; S = exp(gamma_C) S + (K exp(gamma_C - gamma))^T V'.
-void GatedDeltaNetMixer::Prefill(const float* u, int L, GatedDeltaNetState& st, float* out) {
+void GatedDeltaNetMixer::Prefill(const Tokens& t, GatedDeltaNetState& st, float* o) const {
   const int Hk = cfg_.n_qk_heads, Hv = cfg_.n_v_heads, dk = cfg_.head_k_dim, dv = cfg_.head_v_dim;
-  const int C = std::max(1, cfg_.chunk_size), w = dv + dk;
-  Tokens t;
-  Prepare(u, L, &st, &t);
-  std::vector<float> o(static_cast<size_t>(L) * Hv * dv);  // [L, Hv, dv]
+  const int C = std::max(1, cfg_.chunk_size), w = dv + dk, L = t.L;
   std::vector<float> Qc(static_cast<size_t>(C) * dk), Kc(Qc.size()), X(static_cast<size_t>(C) * w);
   std::vector<float> A(static_cast<size_t>(C) * C), Vp(static_cast<size_t>(C) * dv), Oc(Vp.size()), gam(C);
   for (int h = 0; h < Hv; ++h) {
@@ -213,7 +262,7 @@ void GatedDeltaNetMixer::Prefill(const float* u, int L, GatedDeltaNetState& st, 
         for (int j = 0; j < n; ++j) A[static_cast<size_t>(i) * n + j] *= j > i ? 0.0f : std::exp(gam[i] - gam[j]);
       ops::Gemm(false, false, n, dv, n, 1.0f, A.data(), n, Vp.data(), dv, 1.0f, Oc.data(), dv);
       for (int l = 0; l < n; ++l)
-        std::copy_n(&Oc[static_cast<size_t>(l) * dv], dv, &o[(static_cast<size_t>(c0 + l) * Hv + h) * dv]);
+        std::copy_n(&Oc[static_cast<size_t>(l) * dv], dv, o + (static_cast<size_t>(c0 + l) * Hv + h) * dv);
       // S = exp(gamma_last) S + (K exp(gamma_last - gamma))^T V'.
       for (int l = 0; l < n; ++l) {
         const float e = std::exp(gam[n - 1] - gam[l]);
@@ -224,7 +273,6 @@ void GatedDeltaNetMixer::Prefill(const float* u, int L, GatedDeltaNetState& st, 
       ops::Gemm(true, false, dk, dv, n, 1.0f, Kc.data(), dk, Vp.data(), dv, 1.0f, S, dv);
     }
   }
-  Output(t, o.data(), out);
 }
 
 Tensor GatedDeltaNetMixer::Materialize(const float* u, int L) const {

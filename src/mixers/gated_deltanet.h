@@ -48,13 +48,14 @@ class GatedDeltaNetMixer : public Mixer {
   // Checks every weight's shape against the config; the error names the tensor and both shapes.
   static Status Validate(const GatedDeltaNetConfig& cfg, int d_model, const GatedDeltaNetWeights& w);
 
-  std::unique_ptr<LayerState> NewState() const override { return std::make_unique<GatedDeltaNetState>(cfg_); }
-  void Forward(const float* u, int L, int pos, LayerState& state, float* out) override;
+  using Mixer::Forward;
+  using Mixer::NewState;
+  std::unique_ptr<LayerState> NewState(int) const override { return std::make_unique<GatedDeltaNetState>(cfg_); }
+  size_t ScratchFloats(int T, int n_threads) const override;
+  void Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx, float* out) const override;
   Tensor Materialize(const float* u, int L) const override;
   int num_heads() const override { return cfg_.n_v_heads; }
-
-  void Step(const float* u, GatedDeltaNetState& st, float* out);
-  void Prefill(const float* u, int L, GatedDeltaNetState& st, float* out);
+  size_t WeightBytes() const override;
   const GatedDeltaNetConfig& config() const { return cfg_; }
   const GatedDeltaNetWeights& weights() const { return w_; }
 
@@ -66,17 +67,26 @@ class GatedDeltaNetMixer : public Mixer {
     std::vector<float> g, beta;          // [L, Hv] log decay, write strength
     std::vector<float> conv_buf, zeros;  // scratch
   };
-  // Advances the conv states in `st` when given (nullptr: from zeros, state untouched).
+  // The six input projections of T rows: q, k [T, Ck], v, gate [T, Cv], g, beta [T, Hv].
+  struct Projected {
+    float *q, *k, *v, *gate, *g, *beta;
+  };
+  void Project(const Threads& th, const float* u, int T, const Projected& p) const;
+  // Rows row0..row0+L-1 of p -> t. Advances the conv states in `st` when given (nullptr: from zeros,
+  // state untouched).
+  void Prepare(const Projected& p, int row0, int L, GatedDeltaNetState* st, Tokens* t) const;
+  // Same from u [L, d_model] (projects first; tools and tests).
   void Prepare(const float* u, int L, GatedDeltaNetState* st, Tokens* t) const;
-  // o [L, Hv, dv] -> RMSNorm per head * silu(gate) -> o_proj -> out [L, d_model].
-  void Output(const Tokens& t, float* o, float* out) const;
+  // The delta rule over t's tokens: one step, or the chunked WY form; o [L, Hv, dv].
+  void Step(const Tokens& t, GatedDeltaNetState& st, float* o) const;
+  void Prefill(const Tokens& t, GatedDeltaNetState& st, float* o) const;
+  // o [L, Hv, dv] -> RMSNorm per head * silu(gate), in place.
+  void NormGate(const Tokens& t, float* o) const;
 
  private:
   GatedDeltaNetConfig cfg_;
   int d_model_;
   GatedDeltaNetWeights w_;
-  Tokens tok_;  // decode scratch, reused so that a warm Step does not allocate
-  std::vector<float> o_, uu_;
 };
 
 }  // namespace subq

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mixers/ssm_state.h"
 #include "ops/ops.h"
 
 namespace subq {
@@ -27,52 +28,52 @@ Result<std::unique_ptr<KeptHeadAttention>> KeptHeadAttention::Load(const ModelCo
   a->dim_ = cfg.dim;
   AttentionConfig rope = cfg.attn;
   rope.head_dim = head_dim;
-  a->inv_freq_ = RopeInvFreq(rope);
-  const int64_t rows = static_cast<int64_t>(heads.size()) * head_dim, d = cfg.dim;
-  SUBQ_ASSIGN_OR_RETURN(a->wq_, store.Load(prefix + "attn_q_proj.weight", {rows, d}));
-  SUBQ_ASSIGN_OR_RETURN(a->wk_, store.Load(prefix + "attn_k_proj.weight", {rows, d}));
-  SUBQ_ASSIGN_OR_RETURN(a->wv_, store.Load(prefix + "attn_v_proj.weight", {rows, d}));
+  const int nk = static_cast<int>(heads.size());
+  a->core_ = AttentionCore{nk, nk, head_dim, /*interleaved=*/false, RopeInvFreq(rope)};
+  const int64_t rows = static_cast<int64_t>(nk) * head_dim, d = cfg.dim;
+  SUBQ_ASSIGN_OR_RETURN(a->wq_, store.LoadWeight(prefix + "attn_q_proj.weight", rows, d));
+  SUBQ_ASSIGN_OR_RETURN(a->wk_, store.LoadWeight(prefix + "attn_k_proj.weight", rows, d));
+  SUBQ_ASSIGN_OR_RETURN(a->wv_, store.LoadWeight(prefix + "attn_v_proj.weight", rows, d));
   return a;
 }
 
-void KeptHeadAttention::Project(const float* u, int L, int pos, float* q, float* k, float* v) const {
-  const int nk = n_kept(), w = nk * hd_;
-  ops::Linear(u, wq_.ptr(), q, L, dim_, w);  // [L, nk*P]
-  ops::Linear(u, wk_.ptr(), k, L, dim_, w);  // [L, nk*P]
-  ops::Linear(u, wv_.ptr(), v, L, dim_, w);  // [L, nk*P]
-  for (int t = 0; t < L; ++t) {
-    ApplyRope(q + static_cast<size_t>(t) * w, nk, hd_, pos + t, inv_freq_, /*interleaved=*/false);
-    ApplyRope(k + static_cast<size_t>(t) * w, nk, hd_, pos + t, inv_freq_, /*interleaved=*/false);
-  }
+size_t KeptHeadAttention::ScratchFloats(int T, int n_threads) const {
+  return static_cast<size_t>(T) * n_kept() * hd_ * 4 + 4 * Arena::kAlign + core_.ScratchFloats(n_threads);
 }
 
-void KeptHeadAttention::Forward(const float* u, int L, int pos, KvCache& cache, float* y, int ldy) {
+void KeptHeadAttention::Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx, float* y,
+                                int ldy) const {
   const int nk = n_kept(), w = nk * hd_;
-  q_.resize(static_cast<size_t>(L) * w);
-  att_.resize(static_cast<size_t>(L) * w);
-  cache.Reserve(L);
-  Project(u, L, pos, q_.data(), cache.k_at(cache.len()), cache.v_at(cache.len()));
-  AttendCausal(q_.data(), L, nk, nk, hd_, cache, att_.data());  // [L, nk*P]
-  cache.Advance(L);
-  for (int t = 0; t < L; ++t)
-    for (int k = 0; k < nk; ++k)
-      std::memcpy(y + static_cast<size_t>(t) * ldy + heads_[k] * hd_, att_.data() + static_cast<size_t>(t) * w + k * hd_,
-                  hd_ * 4);
+  float* q = ctx.arena->Take(static_cast<size_t>(T) * w);    // [T, nk*P]
+  float* k = ctx.arena->Take(static_cast<size_t>(T) * w);    // [T, nk*P]
+  float* v = ctx.arena->Take(static_cast<size_t>(T) * w);    // [T, nk*P]
+  float* att = ctx.arena->Take(static_cast<size_t>(T) * w);  // [T, nk*P]
+  ops::Linear(ctx.threads, u, T, wq_, q);
+  ops::Linear(ctx.threads, u, T, wk_, k);
+  ops::Linear(ctx.threads, u, T, wv_, v);
+  core_.Run(q, k, v, seqs, ctx, [](const SeqSlice& s) -> KvCache& { return *static_cast<SsmLayerState&>(*s.state).kv; },
+            att);
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < nk; ++h)
+      std::memcpy(y + static_cast<size_t>(t) * ldy + heads_[h] * hd_, att + static_cast<size_t>(t) * w + h * hd_,
+                  hd_ * sizeof(float));
 }
 
 Tensor KeptHeadAttention::Probabilities(const float* u, int L, Tensor* values) const {
   const int nk = n_kept(), w = nk * hd_;
-  KvCache cache = NewCache();
-  cache.Reserve(L);
-  std::vector<float> q(static_cast<size_t>(L) * w), att(static_cast<size_t>(L) * w);
-  Project(u, L, 0, q.data(), cache.k_at(0), cache.v_at(0));
-  Tensor probs({nk, L, L});
-  AttendCausal(q.data(), L, nk, nk, hd_, cache, att.data(), probs.ptr());
+  std::vector<float> q(static_cast<size_t>(L) * w), k(static_cast<size_t>(L) * w);
+  const Threads th = Threads::Default();
+  ops::Linear(th, u, L, wq_, q.data());
+  ops::Linear(th, u, L, wk_, k.data());
+  for (int t = 0; t < L; ++t) {
+    ops::Rope(q.data() + static_cast<size_t>(t) * w, nk, hd_, t, core_.inv_freq.data(), false);
+    ops::Rope(k.data() + static_cast<size_t>(t) * w, nk, hd_, t, core_.inv_freq.data(), false);
+  }
   if (values != nullptr) {
     *values = Tensor({L, w});
-    std::memcpy(values->ptr(), cache.v_at(0), static_cast<size_t>(L) * w * 4);
+    ops::Linear(th, u, L, wv_, values->ptr());
   }
-  return probs;
+  return AttentionProbabilities(q.data(), k.data(), L, nk, nk, hd_);
 }
 
 }  // namespace subq

@@ -32,23 +32,23 @@ class KeptHeadAttention {
 
   const std::vector<int>& heads() const { return heads_; }
   int n_kept() const { return static_cast<int>(heads_.size()); }
-  KvCache NewCache() const { return KvCache(n_kept(), hd_); }
+  KvCache NewCache(int max_context) const { return KvCache(n_kept(), hd_, max_context); }
+  size_t ScratchFloats(int T, int n_threads) const;
+  size_t WeightBytes() const { return wq_.Bytes() + wk_.Bytes() + wv_.Bytes(); }
 
-  // u [L, dim] at positions pos..pos+L-1; appends to `cache` and writes kept head k's output into
-  // y + t*ldy + heads()[k]*P for every token t.
-  void Forward(const float* u, int L, int pos, KvCache& cache, float* y, int ldy);
+  // u [T, dim]: the stacked rows of `seqs`, whose states are SsmLayerStates holding the kept heads' KV
+  // cache; appends to each cache and writes kept head k's output into y + t*ldy + heads()[k]*P.
+  void Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx, float* y, int ldy) const;
   // From a fresh cache: attention probabilities [n_kept, L, L]; values v [L, n_kept*P] if not null.
   Tensor Probabilities(const float* u, int L, Tensor* values) const;
 
  private:
   KeptHeadAttention() = default;
-  void Project(const float* u, int L, int pos, float* q, float* k, float* v) const;
 
   std::vector<int> heads_;
   int hd_ = 0, dim_ = 0;
-  std::vector<float> inv_freq_;
-  Tensor wq_, wk_, wv_;  // [n_kept*P, dim]
-  std::vector<float> q_, att_;
+  AttentionCore core_;
+  ops::Weight wq_, wk_, wv_;  // [n_kept*P, dim]
 };
 
 }  // namespace subq

@@ -7,6 +7,10 @@
 #include "mixers/mixers.h"
 #include "ops/ops.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace subq {
 
 Result<std::unique_ptr<Mamba2Mixer>> Mamba2Mixer::Load(const ModelConfig& cfg, int layer, const TensorStore& store,
@@ -34,7 +38,7 @@ Result<std::unique_ptr<Mamba2Mixer>> Mamba2Mixer::Load(const ModelConfig& cfg, i
         "2*{} + 2*{}*{} + {} = {}: state_size, n_groups, num_heads or head_dim disagree with the tensors",
         ip->file, prefix, ip->shape[0], E, c.n_groups, c.state_size, H, rows);
   Mamba2Weights& w = m->w_;
-  SUBQ_ASSIGN_OR_RETURN(w.in_proj, store.Load(prefix + "in_proj.weight", {rows, D}));
+  SUBQ_ASSIGN_OR_RETURN(w.in_proj, store.LoadWeight(prefix + "in_proj.weight", rows, D));
   SUBQ_ASSIGN_OR_RETURN(w.conv_w, store.Load(prefix + "conv1d.weight", {conv_dim, 1, K}));
   w.conv_w.shape = {conv_dim, K};
   if (store.Has(prefix + "conv1d.bias")) {
@@ -46,26 +50,32 @@ Result<std::unique_ptr<Mamba2Mixer>> Mamba2Mixer::Load(const ModelConfig& cfg, i
   SUBQ_ASSIGN_OR_RETURN(w.A_log, store.Load(prefix + "A_log", {H}));
   SUBQ_ASSIGN_OR_RETURN(w.D, store.Load(prefix + "D", {H}));
   SUBQ_ASSIGN_OR_RETURN(w.norm_w, store.Load(prefix + "norm.weight", {E}));
-  SUBQ_ASSIGN_OR_RETURN(w.out_proj, store.Load(prefix + "out_proj.weight", {D, E}));
+  SUBQ_ASSIGN_OR_RETURN(w.out_proj, store.LoadWeight(prefix + "out_proj.weight", D, E));
   return m;
 }
 
-std::unique_ptr<LayerState> Mamba2Mixer::NewState() const {
+std::unique_ptr<LayerState> Mamba2Mixer::NewState(int /*max_context*/) const {
   return std::make_unique<SsmLayerState>(c_.conv_kernel - 1, conv_dim(), c_.n_heads, c_.head_dim, c_.state_size);
 }
 
-void Mamba2Mixer::Prepare(const float* u, int L, float* conv_state, std::vector<float>& proj, std::vector<float>& xbc,
-                          std::vector<float>& dt, std::vector<float>& loga) const {
+size_t Mamba2Mixer::WeightBytes() const {
+  return w_.in_proj.Bytes() + w_.out_proj.Bytes() +
+         (w_.conv_w.data.size() + w_.conv_b.data.size() + 3 * c_.n_heads + c_.d_inner()) * sizeof(float);
+}
+
+size_t Mamba2Mixer::ScratchFloats(int T, int n_threads) const {
+  const size_t E = c_.d_inner(), H = c_.n_heads;
+  return static_cast<size_t>(T) * (proj_rows() + conv_dim() + 2 * H + 2 * E) +
+         static_cast<size_t>(n_threads) * (ops::SsdScratchFloats(dims(), c_.chunk_size) + Arena::kAlign) +
+         8 * Arena::kAlign;
+}
+
+void Mamba2Mixer::ConvAndDt(const float* proj, int n, float* conv_state, float* xbc, float* dt, float* loga) const {
   const int E = c_.d_inner(), H = c_.n_heads, rows = proj_rows(), cd = conv_dim();
-  proj.resize(static_cast<size_t>(L) * rows);
-  xbc.resize(static_cast<size_t>(L) * cd);
-  dt.resize(static_cast<size_t>(L) * H);
-  loga.resize(static_cast<size_t>(L) * H);
-  ops::Linear(u, w_.in_proj.ptr(), proj.data(), L, dim_, rows);  // [L, z | xBC | dt]
-  CausalConv(proj.data() + E, rows, L, cd, w_.conv_w.ptr(), w_.conv_b.ptr(), c_.conv_kernel, conv_state, xbc.data(),
-             cd, /*silu=*/true);                                  // [L, x | B | C]
-  for (int t = 0; t < L; ++t) {
-    const float* dr = proj.data() + static_cast<size_t>(t) * rows + E + cd;  // [H]
+  ops::CausalConv(proj + E, rows, n, cd, w_.conv_w.ptr(), w_.conv_b.ptr(), c_.conv_kernel, conv_state, xbc, cd,
+                  /*silu=*/true);  // [n, x | B | C]
+  for (int t = 0; t < n; ++t) {
+    const float* dr = proj + static_cast<size_t>(t) * rows + E + cd;  // [H]
     for (int h = 0; h < H; ++h) {
       const float d = ops::Softplus(dr[h] + w_.dt_bias.data[h]);
       dt[static_cast<size_t>(t) * H + h] = d;
@@ -74,64 +84,87 @@ void Mamba2Mixer::Prepare(const float* u, int L, float* conv_state, std::vector<
   }
 }
 
-void Mamba2Mixer::Forward(const float* u, int L, int /*pos*/, LayerState& state, float* out) {
-  auto& st = static_cast<SsmLayerState&>(state);
-  const int E = c_.d_inner(), H = c_.n_heads, P = c_.head_dim, N = c_.state_size, G = c_.n_groups;
-  const int cd = conv_dim();
-  Prepare(u, L, st.conv.ptr(), proj_, xbc_, dt_, loga_);
-  xdt_.resize(static_cast<size_t>(L) * E);
-  y_.resize(static_cast<size_t>(L) * E);
-  for (int t = 0; t < L; ++t)  // X = x * dt  [L, E]
-    for (int h = 0; h < H; ++h) {
-      const float d = dt_[static_cast<size_t>(t) * H + h];
-      const float* xr = xbc_.data() + static_cast<size_t>(t) * cd + h * P;
-      float* o = xdt_.data() + static_cast<size_t>(t) * E + h * P;
-      for (int p = 0; p < P; ++p) o[p] = xr[p] * d;
-    }
-  const SsdDims dims{H, P, N, G};
-  const float* B = xbc_.data() + E;
-  const float* C = xbc_.data() + E + G * N;
-  if (L == 1) {
-    SsdStep(dims, xdt_.data(), B, C, loga_.data(), st.ssm.ptr(), y_.data());
-  } else {
-    SsdChunkedScan(dims, L, c_.chunk_size, xdt_.data(), E, B, C, cd, loga_.data(), st.ssm.ptr(), y_.data(), E, ssd_);
-  }
-  for (int t = 0; t < L; ++t)  // y += D x
-    for (int h = 0; h < H; ++h) {
-      const float d = w_.D.data[h];
-      const float* xr = xbc_.data() + static_cast<size_t>(t) * cd + h * P;
-      float* yr = y_.data() + static_cast<size_t>(t) * E + h * P;
-      for (int p = 0; p < P; ++p) yr[p] += d * xr[p];
-    }
-  ApplyOutputInPlace(y_.data(), proj_.data(), proj_rows(), L, out);
+void Mamba2Mixer::PrepareFresh(const float* u, int L, std::vector<float>& proj, std::vector<float>& xbc,
+                               std::vector<float>& dt, std::vector<float>& loga) const {
+  const int H = c_.n_heads, cd = conv_dim();
+  proj.resize(static_cast<size_t>(L) * proj_rows());
+  xbc.resize(static_cast<size_t>(L) * cd);
+  dt.resize(static_cast<size_t>(L) * H);
+  loga.resize(static_cast<size_t>(L) * H);
+  std::vector<float> conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
+  ops::Linear(Threads::Default(), u, L, w_.in_proj, proj.data());  // [L, z | xBC | dt]
+  ConvAndDt(proj.data(), L, conv.data(), xbc.data(), dt.data(), loga.data());
 }
 
-void Mamba2Mixer::ApplyOutputInPlace(float* y, const float* z, int ldz, int L, float* out) const {
+void Mamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx,
+                          float* out) const {
+  const int E = c_.d_inner(), H = c_.n_heads, P = c_.head_dim, N = c_.state_size, G = c_.n_groups;
+  const int rows = proj_rows(), cd = conv_dim();
+  Arena& a = *ctx.arena;
+  float* proj = a.Take(static_cast<size_t>(T) * rows);  // [T, z | xBC | dt]
+  float* xbc = a.Take(static_cast<size_t>(T) * cd);     // [T, x | B | C]
+  float* dt = a.Take(static_cast<size_t>(T) * H);       // [T, H]
+  float* loga = a.Take(static_cast<size_t>(T) * H);     // [T, H]
+  float* xdt = a.Take(static_cast<size_t>(T) * E);      // [T, E]
+  float* y = a.Take(static_cast<size_t>(T) * E);        // [T, E]
+  const size_t scan_floats = ops::SsdScratchFloats(dims(), c_.chunk_size) + Arena::kAlign;
+  float* scan = a.Take(scan_floats * ctx.threads.n);
+  ops::Linear(ctx.threads, u, T, w_.in_proj, proj);
+  const int S = static_cast<int>(seqs.size());
+#pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1) if (S > 1)
+  for (int i = 0; i < S; ++i) {
+    const SeqSlice& s = seqs[i];
+    auto& st = static_cast<SsmLayerState&>(*s.state);
+    const size_t r0 = s.row0;
+    float* X = xbc + r0 * cd;
+    ConvAndDt(proj + r0 * rows, s.n, st.conv.ptr(), X, dt + r0 * H, loga + r0 * H);
+    for (int t = 0; t < s.n; ++t)  // X = x * dt  [n, E]
+      for (int h = 0; h < H; ++h) {
+        const float d = dt[(r0 + t) * H + h];
+        const float* xr = X + static_cast<size_t>(t) * cd + h * P;
+        float* o = xdt + (r0 + t) * E + h * P;
+        for (int p = 0; p < P; ++p) o[p] = xr[p] * d;
+      }
+    const float* B = X + E;
+    const float* C = X + E + G * N;
+    float* Y = y + r0 * E;
+    if (s.n == 1) {
+      ops::SsdStep(dims(), xdt + r0 * E, B, C, loga + r0 * H, st.ssm.ptr(), Y);
+    } else {
+      float* my = scan;
+#ifdef _OPENMP
+      my += scan_floats * static_cast<size_t>(omp_get_thread_num());
+#endif
+      ops::SsdChunkedScan(dims(), s.n, c_.chunk_size, xdt + r0 * E, E, B, C, cd, loga + r0 * H, st.ssm.ptr(), Y, E,
+                          my);
+    }
+    for (int t = 0; t < s.n; ++t)  // y += D x
+      for (int h = 0; h < H; ++h) {
+        const float d = w_.D.data[h];
+        const float* xr = X + static_cast<size_t>(t) * cd + h * P;
+        float* yr = Y + static_cast<size_t>(t) * E + h * P;
+        for (int p = 0; p < P; ++p) yr[p] += d * xr[p];
+      }
+  }
+  ApplyOutputInPlace(ctx.threads, y, proj, rows, T, out);
+}
+
+void Mamba2Mixer::ApplyOutputInPlace(const Threads& th, float* y, const float* z, int ldz, int L, float* out) const {
   const int E = c_.d_inner();
   const int gs = c_.norm_grouped ? E / c_.n_groups : E;  // norm group size
-  for (int t = 0; t < L; ++t) {
-    float* yr = y + static_cast<size_t>(t) * E;
-    const float* zr = z + static_cast<size_t>(t) * ldz;
-    for (int i = 0; i < E; ++i) yr[i] *= ops::Silu(zr[i]);  // gate before the norm
-    for (int g0 = 0; g0 < E; g0 += gs) {
-      double ss = 0.0;
-      for (int i = g0; i < g0 + gs; ++i) ss += static_cast<double>(yr[i]) * yr[i];
-      const float inv = 1.0f / std::sqrt(static_cast<float>(ss / gs) + c_.norm_eps);
-      for (int i = g0; i < g0 + gs; ++i) yr[i] = yr[i] * inv * w_.norm_w.data[i];
-    }
-  }
-  ops::Linear(y, w_.out_proj.ptr(), out, L, E, dim_);  // [L, dim]
+  ops::GatedRmsNorm(y, E, z, ldz, w_.norm_w.ptr(), L, E, gs, c_.norm_eps);  // gate before the norm
+  ops::Linear(th, y, L, w_.out_proj, out);                                   // [L, dim]
 }
 
 void Mamba2Mixer::ApplyOutput(const float* y, const float* z, int L, float* out) const {
   std::vector<float> tmp(y, y + static_cast<size_t>(L) * c_.d_inner());
-  ApplyOutputInPlace(tmp.data(), z, c_.d_inner(), L, out);
+  ApplyOutputInPlace(Threads::Default(), tmp.data(), z, c_.d_inner(), L, out);
 }
 
 void Mamba2Mixer::ProjectFresh(const float* u, int L, Tensor* x, Tensor* z) const {
   const int E = c_.d_inner(), rows = proj_rows(), cd = conv_dim();
-  std::vector<float> proj, xbc, dt, loga, conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
-  Prepare(u, L, conv.data(), proj, xbc, dt, loga);
+  std::vector<float> proj, xbc, dt, loga;
+  PrepareFresh(u, L, proj, xbc, dt, loga);
   *x = Tensor({L, E});
   *z = Tensor({L, E});
   for (int t = 0; t < L; ++t) {
@@ -142,8 +175,8 @@ void Mamba2Mixer::ProjectFresh(const float* u, int L, Tensor* x, Tensor* z) cons
 
 Tensor Mamba2Mixer::Materialize(const float* u, int L) const {
   const int E = c_.d_inner(), H = c_.n_heads, N = c_.state_size, G = c_.n_groups, cd = conv_dim();
-  std::vector<float> proj, xbc, dt, loga, conv(static_cast<size_t>(c_.conv_kernel - 1) * cd, 0.0f);
-  Prepare(u, L, conv.data(), proj, xbc, dt, loga);
+  std::vector<float> proj, xbc, dt, loga;
+  PrepareFresh(u, L, proj, xbc, dt, loga);
   Tensor M({H, L, L});
   std::vector<float> cb(static_cast<size_t>(L) * L);
   std::vector<double> cum(L);

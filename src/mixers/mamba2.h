@@ -18,20 +18,22 @@
 #include <string>
 #include <vector>
 
-#include "mixers/ssd.h"
+#include "mixers/ssm_state.h"
+#include "ops/ssd.h"
+#include "ops/weight.h"
 #include "model/layer.h"
 
 namespace subq {
 
 struct Mamba2Weights {
-  Tensor in_proj;   // [2*d_inner + 2*G*N + H, dim]
+  ops::Weight in_proj;   // [2*d_inner + 2*G*N + H, dim]
   Tensor conv_w;    // [conv_dim, K] (file: [conv_dim, 1, K])
   Tensor conv_b;    // [conv_dim] (zeros when the file has no conv1d.bias)
   Tensor dt_bias;   // [H]
   Tensor A_log;     // [H]
   Tensor D;         // [H]
   Tensor norm_w;    // [d_inner]
-  Tensor out_proj;  // [dim, d_inner]
+  ops::Weight out_proj;  // [dim, d_inner]
 };
 
 class Mamba2Mixer : public Mixer {
@@ -39,10 +41,14 @@ class Mamba2Mixer : public Mixer {
   static Result<std::unique_ptr<Mamba2Mixer>> Load(const ModelConfig& cfg, int layer, const TensorStore& store,
                                                    const std::string& prefix);
 
-  std::unique_ptr<LayerState> NewState() const override;
-  void Forward(const float* u, int L, int pos, LayerState& state, float* out) override;
+  using Mixer::Forward;
+  using Mixer::NewState;
+  std::unique_ptr<LayerState> NewState(int max_context) const override;
+  size_t ScratchFloats(int T, int n_threads) const override;
+  void Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx, float* out) const override;
   Tensor Materialize(const float* u, int L) const override;
   int num_heads() const override { return c_.n_heads; }
+  size_t WeightBytes() const override;
 
   // For tests: x (post conv) and z of u from a fresh state, each [L, d_inner].
   void ProjectFresh(const float* u, int L, Tensor* x, Tensor* z) const;
@@ -57,18 +63,18 @@ class Mamba2Mixer : public Mixer {
   Mamba2Mixer(const Mamba2Config& c, int dim) : c_(c), dim_(dim) {}
   int conv_dim() const { return c_.d_inner() + 2 * c_.n_groups * c_.state_size; }
   int proj_rows() const { return 2 * c_.d_inner() + 2 * c_.n_groups * c_.state_size + c_.n_heads; }
-  // in_proj + conv + dt for L tokens: fills proj_ [L, rows], xbc_ [L, conv_dim], loga_/dt_ [L, H].
-  void Prepare(const float* u, int L, float* conv_state, std::vector<float>& proj, std::vector<float>& xbc,
-               std::vector<float>& dt, std::vector<float>& loga) const;
+  ops::SsdDims dims() const { return {c_.n_heads, c_.head_dim, c_.state_size, c_.n_groups}; }
+  // Conv + dt for one sequence's n rows of proj [n, rows]: xbc [n, conv_dim], dt/loga [n, H].
+  void ConvAndDt(const float* proj, int n, float* conv_state, float* xbc, float* dt, float* loga) const;
+  // For tools/tests: in_proj + ConvAndDt of L tokens from a fresh state.
+  void PrepareFresh(const float* u, int L, std::vector<float>& proj, std::vector<float>& xbc, std::vector<float>& dt,
+                    std::vector<float>& loga) const;
   // Gate, gated norm (in place on y [L, d_inner]; z rows of stride ldz) and out_proj.
-  void ApplyOutputInPlace(float* y, const float* z, int ldz, int L, float* out) const;
+  void ApplyOutputInPlace(const Threads& th, float* y, const float* z, int ldz, int L, float* out) const;
 
   Mamba2Config c_;
   int dim_;
   Mamba2Weights w_;
-  // scratch, grown on demand
-  std::vector<float> proj_, xbc_, dt_, loga_, xdt_, y_;
-  SsdScratch ssd_;
 };
 
 }  // namespace subq

@@ -91,14 +91,58 @@ Mamba3Mixer::Mamba3Mixer(const Mamba3Config& cfg, int d_model, Mamba3Weights w)
   }
 }
 
+size_t Mamba3Mixer::WeightBytes() const {
+  size_t n = 0;
+  for (const Tensor* t : {&w_.in_proj, &w_.dt_bias, &w_.D, &w_.B_norm, &w_.C_norm, &w_.B_bias, &w_.C_bias, &w_.mimo_x,
+                          &w_.mimo_z, &w_.mimo_o, &w_.norm, &w_.out_proj})
+    n += t->data.size() * sizeof(float);
+  return n;
+}
+
+size_t Mamba3Mixer::ScratchFloats(int T, int) const {
+  return static_cast<size_t>(T) * (InProjRows(cfg_, d_model_) + cfg_.d_inner()) + 2 * Arena::kAlign;
+}
+
 void Mamba3Mixer::Prepare(const float* u, int L, float* phase, Tokens* t) const {
+  const int rows = InProjRows(cfg_, d_model_);
+  t->proj.resize(static_cast<size_t>(L) * rows);  // [L, rows]
+  ops::Linear(Threads::Default(), u, L, ops::Weight::F32(w_.in_proj.ptr(), rows, d_model_), t->proj.data());
+  PrepareRows(t->proj.data(), L, phase, t);  // reads proj only
+}
+
+// Per-thread token buffers: they keep their capacity, so a warm decode step does not allocate.
+static Mamba3Mixer::Tokens& ThreadTokens() {
+  thread_local Mamba3Mixer::Tokens t;
+  return t;
+}
+
+void Mamba3Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx,
+                          float* out) const {
+  const int rows = InProjRows(cfg_, d_model_), di = cfg_.d_inner();
+  float* proj = ctx.arena->Take(static_cast<size_t>(T) * rows);  // [T, rows]
+  float* o = ctx.arena->Take(static_cast<size_t>(T) * di);       // [T, d_inner]
+  ops::Linear(ctx.threads, u, T, ops::Weight::F32(w_.in_proj.ptr(), rows, d_model_), proj);
+  const int S = static_cast<int>(seqs.size());
+#pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1) if (S > 1)
+  for (int i = 0; i < S; ++i) {
+    const SeqSlice& s = seqs[i];
+    auto& st = static_cast<Mamba3State&>(*s.state);
+    Tokens& t = ThreadTokens();
+    PrepareRows(proj + static_cast<size_t>(s.row0) * rows, s.n, st.phase.ptr(), &t);
+    float* os = o + static_cast<size_t>(s.row0) * di;
+    if (s.n == 1)
+      Step(t, st, os);
+    else
+      Prefill(t, st, os);
+  }
+  ops::Linear(ctx.threads, o, T, ops::Weight::F32(w_.out_proj.ptr(), d_model_, di), out);  // [T, d_model]
+}
+
+void Mamba3Mixer::PrepareRows(const float* projp, int L, float* phase, Tokens* t) const {
   const int H = cfg_.n_heads, N = cfg_.state_size, G = cfg_.n_groups, R = cfg_.mimo_rank;
   const int NA = cfg_.n_angles(), di = cfg_.d_inner(), rows = InProjRows(cfg_, d_model_);
   const bool half_split = R > 1 || !w_.mimo_x.empty();
   const int oB = 2 * di, oC = oB + G * R * N, odt = oC + G * R * N, oA = odt + H, otr = oA + H, oang = otr + H;
-  std::vector<float>& proj = t->proj;  // [L, rows]
-  proj.resize(static_cast<size_t>(L) * rows);
-  ops::Linear(u, w_.in_proj.ptr(), proj.data(), L, d_model_, rows);
   t->L = L;
   t->z.resize(static_cast<size_t>(L) * di), t->x.resize(static_cast<size_t>(L) * di);
   t->q.resize(static_cast<size_t>(L) * R * H * N), t->k.resize(t->q.size());
@@ -106,7 +150,7 @@ void Mamba3Mixer::Prepare(const float* u, int L, float* phase, Tokens* t) const 
   std::vector<float>&bn = t->bn, &cn = t->cn, &theta = t->theta;  // [R, G, N] normalised B, C; [NA]
   bn.resize(static_cast<size_t>(R) * G * N), cn.resize(bn.size()), theta.resize(NA);
   for (int l = 0; l < L; ++l) {
-    const float* row = proj.data() + static_cast<size_t>(l) * rows;
+    const float* row = projp + static_cast<size_t>(l) * rows;
     std::copy(row, row + di, t->z.begin() + static_cast<size_t>(l) * di);  // [H, P]
     std::copy(row + di, row + 2 * di, t->x.begin() + static_cast<size_t>(l) * di);
     ops::RmsNorm(row + oB, w_.B_norm.ptr(), bn.data(), R * G, N, kBcNormEps);
@@ -161,20 +205,10 @@ void Mamba3Mixer::Output(const float* y, const float* z, float* o) const {
   }
 }
 
-void Mamba3Mixer::Forward(const float* u, int L, int, LayerState& state, float* out) {
-  auto& st = static_cast<Mamba3State&>(state);
-  if (L == 1)
-    Step(u, st, out);
-  else if (L > 1)
-    Prefill(u, L, st, out);
-}
-
-void Mamba3Mixer::Step(const float* u, Mamba3State& st, float* out) {
+void Mamba3Mixer::Step(const Tokens& t, Mamba3State& st, float* o) const {
   const int H = cfg_.n_heads, P = cfg_.head_dim, N = cfg_.state_size, R = cfg_.mimo_rank;
-  Tokens& t = tok_;
-  Prepare(u, 1, st.phase.ptr(), &t);
-  std::vector<float>&y = y_, &o = o_, &v = v_, &vp = vp_;
-  y.resize(static_cast<size_t>(R) * H * P), o.resize(static_cast<size_t>(H) * P);  // [R, H, P], [H, P]
+  thread_local std::vector<float> y, v, vp;
+  y.resize(static_cast<size_t>(R) * H * P);                                        // [R, H, P]
   v.resize(static_cast<size_t>(R) * P), vp.resize(v.size());                       // [R, P] this / previous
   for (int h = 0; h < H; ++h) {
     const float alpha = std::exp(t.adt[h]), dt = t.dt[h], lam = t.lam[h];
@@ -208,18 +242,15 @@ void Mamba3Mixer::Step(const float* u, Mamba3State& st, float* out) {
   }
   std::copy(t.k.begin(), t.k.end(), st.k_last.data.begin());
   std::copy(t.x.begin(), t.x.end(), st.x_last.data.begin());
-  Output(y.data(), t.z.data(), o.data());
-  ops::Linear(o.data(), w_.out_proj.ptr(), out, 1, cfg_.d_inner(), d_model_);
+  Output(y.data(), t.z.data(), o);  // [H, P]
 }
 
 // Chunked scan. Each token s carries 2R rank-1 inputs: (v_s, k_s) weighted gamma_s and (v_{s-1}, k_{s-1})
 // weighted beta_s, so the trapezoid needs nothing from the future and chunks are independent given the
 // state; within a chunk this is SSD: Y = (Q K^T o decay) V + exp(Acum) Q S^T, then the state is passed on.
-void Mamba3Mixer::Prefill(const float* u, int L, Mamba3State& st, float* out) {
+void Mamba3Mixer::Prefill(const Tokens& t, Mamba3State& st, float* o) const {
   const int H = cfg_.n_heads, P = cfg_.head_dim, N = cfg_.state_size, R = cfg_.mimo_rank, di = cfg_.d_inner();
-  const int Qc = std::max(1, cfg_.chunk_size);
-  Tokens t;
-  Prepare(u, L, st.phase.ptr(), &t);
+  const int Qc = std::max(1, cfg_.chunk_size), L = t.L;
   std::vector<float> y(static_cast<size_t>(L) * R * H * P);  // [L, R, H, P]
   std::vector<float> K(static_cast<size_t>(Qc) * 2 * R * N), V(static_cast<size_t>(Qc) * 2 * R * P);
   std::vector<float> Qm(static_cast<size_t>(Qc) * R * N), Y(static_cast<size_t>(Qc) * R * P), Yoff(Y.size());
@@ -288,10 +319,8 @@ void Mamba3Mixer::Prefill(const float* u, int L, Mamba3State& st, float* out) {
     std::copy_n(&t.k[(last * R + r) * H * N], static_cast<size_t>(H) * N,
                 st.k_last.ptr() + static_cast<size_t>(r) * H * N);
   std::copy_n(&t.x[last * di], di, st.x_last.ptr());
-  std::vector<float> o(static_cast<size_t>(L) * di);  // [L, d_inner]
-  for (int l = 0; l < L; ++l)
-    Output(&y[static_cast<size_t>(l) * R * H * P], &t.z[static_cast<size_t>(l) * di], &o[static_cast<size_t>(l) * di]);
-  ops::Linear(o.data(), w_.out_proj.ptr(), out, L, di, d_model_);
+  for (int l = 0; l < L; ++l)  // o [L, d_inner]
+    Output(&y[static_cast<size_t>(l) * R * H * P], &t.z[static_cast<size_t>(l) * di], o + static_cast<size_t>(l) * di);
 }
 
 Tensor Mamba3Mixer::Materialize(const float* u, int L) const {

@@ -59,13 +59,14 @@ class Mamba3Mixer : public Mixer {
   static Status Validate(const Mamba3Config& cfg, int d_model, const Mamba3Weights& w);
   static int InProjRows(const Mamba3Config& cfg, int d_model);
 
-  std::unique_ptr<LayerState> NewState() const override { return std::make_unique<Mamba3State>(cfg_); }
-  void Forward(const float* u, int L, int pos, LayerState& state, float* out) override;
+  using Mixer::Forward;
+  using Mixer::NewState;
+  std::unique_ptr<LayerState> NewState(int) const override { return std::make_unique<Mamba3State>(cfg_); }
+  size_t ScratchFloats(int T, int n_threads) const override;
+  void Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx, float* out) const override;
   Tensor Materialize(const float* u, int L) const override;
   int num_heads() const override { return cfg_.n_heads; }
-
-  void Step(const float* u, Mamba3State& st, float* out);
-  void Prefill(const float* u, int L, Mamba3State& st, float* out);
+  size_t WeightBytes() const override;
   const Mamba3Config& config() const { return cfg_; }
   const Mamba3Weights& weights() const { return w_; }
 
@@ -77,8 +78,14 @@ class Mamba3Mixer : public Mixer {
     std::vector<float> dt, adt, lam;         // [L, H]
     std::vector<float> proj, bn, cn, theta;  // scratch: in_proj rows, normalised B/C, angles
   };
-  // Advances `phase` ([H, n_angles]) over the L tokens.
+  // From in_proj rows proj [L, rows]; advances `phase` ([H, n_angles]) over the L tokens.
+  void PrepareRows(const float* proj, int L, float* phase, Tokens* t) const;
+  // Same from u [L, d_model] (projects first; tools and tests).
   void Prepare(const float* u, int L, float* phase, Tokens* t) const;
+  // The recurrence over t's tokens (one step, or the chunked scan), advancing st; o [L, d_inner] is the
+  // gated (normed) rank-summed output before out_proj.
+  void Step(const Tokens& t, Mamba3State& st, float* o) const;
+  void Prefill(const Tokens& t, Mamba3State& st, float* o) const;
   // y [R, H, P] (pre-gate, with D skip) and z [H, P] -> gated, optionally normed, rank-summed o [H, P].
   void Output(const float* y, const float* z, float* o) const;
 
@@ -87,8 +94,6 @@ class Mamba3Mixer : public Mixer {
   int d_model_;
   Mamba3Weights w_;
   std::vector<float> ones_;  // [H, R, P] for SISO mimo weights
-  Tokens tok_;               // decode scratch, reused so that a warm Step does not allocate
-  std::vector<float> y_, o_, v_, vp_;
   const float *mx_, *mz_, *mo_;
 };
 

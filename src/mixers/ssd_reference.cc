@@ -10,15 +10,18 @@ double Silu(double x) { return x / (1.0 + std::exp(-x)); }
 double Softplus(double x) { return x > 20.0 ? x : std::log1p(std::exp(x)); }
 
 // y[t, o] = sum_i x[t, i] W[o, i]
-std::vector<double> Linear(const std::vector<double>& x, const Tensor& W, int L) {
-  const int out = static_cast<int>(W.dim(0)), in = static_cast<int>(W.dim(1));
+std::vector<double> Linear(const std::vector<double>& x, const ops::Weight& W, int L) {
+  const int out = static_cast<int>(W.rows), in = static_cast<int>(W.cols);
   std::vector<double> y(static_cast<size_t>(L) * out, 0.0);
-  for (int t = 0; t < L; ++t)
-    for (int o = 0; o < out; ++o) {
+  std::vector<float> row(in);
+  for (int o = 0; o < out; ++o) {
+    W.DequantizeRow(o, row.data());
+    for (int t = 0; t < L; ++t) {
       double s = 0.0;
-      for (int i = 0; i < in; ++i) s += x[static_cast<size_t>(t) * in + i] * W.data[static_cast<size_t>(o) * in + i];
+      for (int i = 0; i < in; ++i) s += x[static_cast<size_t>(t) * in + i] * row[i];
       y[static_cast<size_t>(t) * out + o] = s;
     }
+  }
   return y;
 }
 

@@ -34,6 +34,8 @@ class Arena {
  public:
   Arena(float* base, size_t cap) : base_(base), cap_(cap) {}
   float* Take(size_t n);  // 16-float (64-byte) aligned
+  // Slack to add to a scratch size per Take() for the alignment.
+  static constexpr size_t kAlign = 16;
   size_t used() const { return used_; }
 
  private:
@@ -60,16 +62,23 @@ class Mixer {
   virtual ~Mixer() = default;
   // State of a fresh sequence; a KV cache holds room for max_context tokens.
   virtual std::unique_ptr<LayerState> NewState(int max_context) const = 0;
-  // Scratch floats Forward needs for up to max_rows stacked rows per call.
-  virtual size_t ScratchFloats(int max_rows) const = 0;
+  // Scratch floats Forward needs for up to max_rows stacked rows per call with n_threads threads.
+  virtual size_t ScratchFloats(int max_rows, int n_threads) const = 0;
   // u: [T, dim] normalised input, the rows of all `seqs` stacked (T = sum of their n); out: [T, dim].
   // Projections run once over all T rows; each sequence's recurrence or attention runs on its own rows
   // (n == 1: the recurrent step; n > 1: the chunked prefill) and advances its state.
   virtual void Forward(const float* u, int T, std::span<const SeqSlice> seqs, ExecContext& ctx,
                        float* out) const = 0;
+  // One sequence, for tests and tools (allocates its own scratch; the engine uses the batched form).
+  void Forward(const float* u, int L, int pos, LayerState& state, float* out) const;
+  std::unique_ptr<LayerState> NewState() const { return NewState(kToolContext); }
+  static constexpr int kToolContext = 4096;
+
   // The L x L mixing matrix of every head on input u [L, dim] from a fresh state: [H, L, L].
   virtual Tensor Materialize(const float* u, int L) const = 0;
   virtual int num_heads() const = 0;
+  // Bytes of weights one step reads (projections and vectors).
+  virtual size_t WeightBytes() const = 0;
 };
 
 // Builds the mixer of layer `layer` from tensors named under `prefix` (e.g. "model.layers.3.self_attn.").

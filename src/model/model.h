@@ -69,7 +69,7 @@ class Model {
   // max_seq_len for allocation). Asking for more than context_limit() is an error.
   Result<SequenceState> NewSequence(int max_context = 0) const;
   // Floats the mixers' arena needs for max_tokens rows (Workspace sizing).
-  size_t ScratchFloats(int max_tokens) const;
+  size_t ScratchFloats(int max_tokens, int n_threads) const;
 
   // Ragged batch: sum of n over `batch` must be <= ws.max_tokens(); states distinct and of this model.
   Status Forward(std::span<const SeqInput> batch, Workspace& ws) const;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "model/layer.h"
 #include "util/threads.h"
 
 namespace subq {
@@ -24,8 +25,9 @@ class Workspace {
   friend class Model;
   int max_tokens_;
   Threads threads_;
+  const Model* owner_;
   std::vector<float> x_, u_, mix_, h1_, h2_;  // [T, dim] x3, [T, hidden] x2
-  std::vector<float> logits_row_;            // [vocab]: last-token logits staging
+  std::vector<SeqSlice> slices_;             // one per sequence of a call
   std::vector<float> scratch_;               // mixers' arena (max over layers)
 };
 
