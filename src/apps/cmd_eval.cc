@@ -17,15 +17,24 @@ namespace subq {
 namespace {
 
 struct EvalOptions {
-  std::string model, tokenizer, text;
+  std::string model, tokenizer, text, state_dtype = "f32";
   bool json = false;
   int window = 0, stride = 0;
   int64_t max_tokens = 0;
 };
 
 int RunEval(const EvalOptions& o) {
-  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true);
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, 0, o.state_dtype);
   if (!lm.ok()) return ReportError(lm.status());
+  // With a bf16 state, also score the f32-state model (same weights) to report the change.
+  std::unique_ptr<Model> f32_model;
+  if (lm->ckpt->config.bf16_state) {
+    Checkpoint ck = *lm->ckpt;
+    ck.config.bf16_state = false;
+    auto m = Model::FromCheckpoint(ck);
+    if (!m.ok()) return ReportError(m.status());
+    f32_model = std::move(*m);
+  }
   auto ids = TokenizeTextFile(o.text, *lm->tokenizer);
   if (!ids.ok()) return ReportError(ids.status());
   std::vector<int> tokens = std::move(*ids);
@@ -40,14 +49,27 @@ int RunEval(const EvalOptions& o) {
   });
   std::fprintf(stderr, "\n");
   if (!r.ok()) return ReportError(r.status());
+  double f32_ppl = 0.0;
+  if (f32_model) {
+    auto r32 = Perplexity(*f32_model, tokens, window, stride, nullptr);
+    if (!r32.ok()) return ReportError(r32.status());
+    f32_ppl = r32->perplexity;
+  }
   if (o.json) {
     nlohmann::json j = {{"model", o.model}, {"text", o.text},     {"perplexity", r->perplexity},
                         {"nll", r->nll},    {"tokens", r->tokens}, {"window", window},
-                        {"stride", stride}};
+                        {"stride", stride}, {"state_dtype", o.state_dtype}};
+    if (f32_model) {
+      j["perplexity_f32_state"] = f32_ppl;
+      j["perplexity_change"] = r->perplexity - f32_ppl;
+    }
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("perplexity %.4f over %lld tokens (window %d, stride %d)\n", r->perplexity,
                 static_cast<long long>(r->tokens), window, stride);
+    if (f32_model)
+      std::printf("recurrent state bf16: perplexity %.4f vs %.4f with f32 state (change %+.4f, %+.3f%%)\n",
+                  r->perplexity, f32_ppl, r->perplexity - f32_ppl, 100.0 * (r->perplexity / f32_ppl - 1.0));
   }
   return 0;
 }
@@ -64,6 +86,7 @@ void AddEvalCommand(CLI::App& app) {
   c->add_option("--window", o->window, "tokens per window (default min(max_seq_len, 512))")->check(CLI::PositiveNumber);
   c->add_option("--stride", o->stride, "window stride (default window/2)")->check(CLI::PositiveNumber);
   c->add_option("--max-tokens", o->max_tokens, "score at most this many tokens")->check(CLI::NonNegativeNumber);
+  AddStateDtypeOption(c, &o->state_dtype);
   c->callback([o] { ExitCode() = RunEval(*o); });
 }
 

@@ -13,7 +13,7 @@ namespace subq {
 namespace {
 
 struct GenerateOptions {
-  std::string model, tokenizer, prompt;
+  std::string model, tokenizer, prompt, state_dtype = "f32";
   int max_tokens = 128;
   SamplerConfig sampler;
   bool no_bos = false;
@@ -21,7 +21,7 @@ struct GenerateOptions {
 
 int RunGenerate(const GenerateOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
-  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true);
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, 0, o.state_dtype);
   if (!lm.ok()) return ReportError(lm.status());
   const Model& model = *lm->model;
   const Tokenizer& tok = *lm->tokenizer;
@@ -84,6 +84,7 @@ void AddGenerateCommand(CLI::App& app) {
   c->add_option("--top-p", o->sampler.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
   c->add_option("--seed", o->sampler.seed, "random seed");
   c->add_flag("--no-bos", o->no_bos, "do not prepend the BOS token");
+  AddStateDtypeOption(c, &o->state_dtype);
   c->callback([o] { ExitCode() = RunGenerate(*o); });
 }
 

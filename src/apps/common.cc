@@ -5,11 +5,18 @@
 
 namespace subq {
 
+void AddStateDtypeOption(CLI::App* c, std::string* state_dtype) {
+  c->add_option("--state-dtype", *state_dtype, "recurrent state precision (compute stays f32)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+}
+
 Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& tokenizer_path, bool load_tokenizer,
-                              int chunk) {
+                              int chunk, const std::string& state_dtype) {
   LoadedModel lm;
   SUBQ_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(model_path));
   lm.ckpt = std::make_unique<Checkpoint>(std::move(ck));
+  if (state_dtype != "f32" && state_dtype != "bf16") return Errorf("--state-dtype must be f32 or bf16");
+  lm.ckpt->config.bf16_state = state_dtype == "bf16";
   if (chunk > 0) {
     ModelConfig& c = lm.ckpt->config;
     c.mamba2.chunk_size = c.dm2.chunk_size = c.mamba3.chunk_size = c.gdn.chunk_size = chunk;

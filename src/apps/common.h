@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "io/checkpoint.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
@@ -18,9 +20,12 @@ struct LoadedModel {
 
 // Reads the checkpoint at `model_path`, builds the model and (optionally) its tokenizer (`tokenizer_path`
 // overrides the one found beside / inside the checkpoint), checking that their vocabularies match.
-// chunk > 0 overrides the chunk length of every recurrent mixer.
+// chunk > 0 overrides the chunk length of every recurrent mixer; state_dtype ("f32" or "bf16") sets the
+// precision of the recurrent state.
 Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& tokenizer_path, bool load_tokenizer,
-                              int chunk = 0);
+                              int chunk = 0, const std::string& state_dtype = "f32");
+// Adds --state-dtype to a command.
+void AddStateDtypeOption(CLI::App* c, std::string* state_dtype);
 
 // Prints "subq: error: <message>" to stderr and returns the exit code 1.
 int ReportError(const Status& s);

@@ -26,6 +26,7 @@ Result<std::unique_ptr<DiscreteMamba2Mixer>> DiscreteMamba2Mixer::Load(const Mod
     return Errorf("layer {}: discrete_mamba2 n_qk_heads {} does not divide n_v_heads {}", layer, c.n_qk_heads,
                   c.n_v_heads);
   auto m = std::unique_ptr<DiscreteMamba2Mixer>(new DiscreteMamba2Mixer(c, cfg.dim));
+  m->bf16_state_ = cfg.bf16_state;
   const int64_t D = cfg.dim, E = c.d_inner(), Hv = c.n_v_heads, K = c.conv_kernel;
   const int64_t rows = m->proj_rows(), conv_dim = m->conv_dim();
   for (const char* b : {"in_proj.bias", "out_proj.bias"})
@@ -61,7 +62,8 @@ Result<std::unique_ptr<DiscreteMamba2Mixer>> DiscreteMamba2Mixer::Load(const Mod
 }
 
 std::unique_ptr<LayerState> DiscreteMamba2Mixer::NewState(int max_context) const {
-  auto s = std::make_unique<SsmLayerState>(c_.conv_kernel - 1, conv_dim(), c_.n_v_heads, c_.head_dim, c_.d_state);
+  auto s = std::make_unique<SsmLayerState>(c_.conv_kernel - 1, conv_dim(), c_.n_v_heads, c_.head_dim, c_.d_state,
+                                           bf16_state_);
   if (kept_) s->kv = kept_->NewCache(max_context);
   return s;
 }
@@ -74,7 +76,7 @@ size_t DiscreteMamba2Mixer::WeightBytes() const {
 size_t DiscreteMamba2Mixer::ScratchFloats(int T, int n_threads) const {
   const size_t E = c_.d_inner(), Hv = c_.n_v_heads;
   return static_cast<size_t>(T) * (proj_rows() + conv_dim() + Hv + E) +
-         static_cast<size_t>(n_threads) * (ops::SsdScratchFloats(dims(), c_.chunk_size) + Arena::kAlign) +
+         static_cast<size_t>(n_threads) * (SsmScanScratchFloats(dims(), c_.chunk_size) + Arena::kAlign) +
          6 * Arena::kAlign + (kept_ ? kept_->ScratchFloats(T, n_threads) : 0);
 }
 
@@ -108,7 +110,7 @@ void DiscreteMamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlic
   float* xbc = a.Take(static_cast<size_t>(T) * cd);     // [T, x | B | C]
   float* loga = a.Take(static_cast<size_t>(T) * Hv);    // [T, Hv]
   float* y = a.Take(static_cast<size_t>(T) * E);        // [T, E]
-  const size_t scan_floats = ops::SsdScratchFloats(dims(), c_.chunk_size) + Arena::kAlign;
+  const size_t scan_floats = SsmScanScratchFloats(dims(), c_.chunk_size) + Arena::kAlign;
   float* scan = a.Take(scan_floats * ctx.threads.n);
   ops::Linear(ctx.threads, u, T, w_.in_proj, proj);
   const int S = static_cast<int>(seqs.size());
@@ -122,15 +124,11 @@ void DiscreteMamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlic
     const float* B = X + E;
     const float* C = X + E + G * N;
     float* Y = y + r0 * E;
-    if (s.n == 1) {
-      ops::SsdStep(dims(), X, B, C, loga + r0 * Hv, st.ssm.ptr(), Y);
-    } else {
-      float* my = scan;
+    float* my = scan;
 #ifdef _OPENMP
-      my += scan_floats * static_cast<size_t>(omp_get_thread_num());
+    my += scan_floats * static_cast<size_t>(omp_get_thread_num());
 #endif
-      ops::SsdChunkedScan(dims(), s.n, c_.chunk_size, X, cd, B, C, cd, loga + r0 * Hv, st.ssm.ptr(), Y, E, my);
-    }
+    SsmScan(dims(), s.n, c_.chunk_size, X, cd, B, C, cd, loga + r0 * Hv, st, Y, E, my);
     for (int t = 0; t < s.n; ++t)  // y += D x
       for (int h = 0; h < Hv; ++h) {
         const float d = w_.D.data[h];

@@ -69,6 +69,7 @@ class DiscreteMamba2Mixer : public Mixer {
 
   DiscreteMamba2Config c_;
   int dim_;
+  bool bf16_state_ = false;  // ModelConfig::bf16_state
   DiscreteMamba2Weights w_;
   std::unique_ptr<KeptHeadAttention> kept_;  // null unless the layer keeps attention heads
 };

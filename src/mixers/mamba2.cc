@@ -25,6 +25,7 @@ Result<std::unique_ptr<Mamba2Mixer>> Mamba2Mixer::Load(const ModelConfig& cfg, i
   if (layer >= 0 && layer < static_cast<int>(cfg.layers.size()) && !cfg.layers[layer].attention_heads.empty())
     return Errorf("layer {}: kept attention heads are supported in discrete_mamba2 layers only, not mamba2", layer);
   auto m = std::unique_ptr<Mamba2Mixer>(new Mamba2Mixer(c, cfg.dim));
+  m->bf16_state_ = cfg.bf16_state;
   const int64_t D = cfg.dim, E = c.d_inner(), H = c.n_heads;
   const int64_t rows = m->proj_rows(), conv_dim = m->conv_dim(), K = c.conv_kernel;
   for (const char* b : {"in_proj.bias", "out_proj.bias"})
@@ -55,7 +56,8 @@ Result<std::unique_ptr<Mamba2Mixer>> Mamba2Mixer::Load(const ModelConfig& cfg, i
 }
 
 std::unique_ptr<LayerState> Mamba2Mixer::NewState(int /*max_context*/) const {
-  return std::make_unique<SsmLayerState>(c_.conv_kernel - 1, conv_dim(), c_.n_heads, c_.head_dim, c_.state_size);
+  return std::make_unique<SsmLayerState>(c_.conv_kernel - 1, conv_dim(), c_.n_heads, c_.head_dim, c_.state_size,
+                                         bf16_state_);
 }
 
 size_t Mamba2Mixer::WeightBytes() const {
@@ -66,7 +68,7 @@ size_t Mamba2Mixer::WeightBytes() const {
 size_t Mamba2Mixer::ScratchFloats(int T, int n_threads) const {
   const size_t E = c_.d_inner(), H = c_.n_heads;
   return static_cast<size_t>(T) * (proj_rows() + conv_dim() + 2 * H + 2 * E) +
-         static_cast<size_t>(n_threads) * (ops::SsdScratchFloats(dims(), c_.chunk_size) + Arena::kAlign) +
+         static_cast<size_t>(n_threads) * (SsmScanScratchFloats(dims(), c_.chunk_size) + Arena::kAlign) +
          8 * Arena::kAlign;
 }
 
@@ -107,7 +109,7 @@ void Mamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs,
   float* loga = a.Take(static_cast<size_t>(T) * H);     // [T, H]
   float* xdt = a.Take(static_cast<size_t>(T) * E);      // [T, E]
   float* y = a.Take(static_cast<size_t>(T) * E);        // [T, E]
-  const size_t scan_floats = ops::SsdScratchFloats(dims(), c_.chunk_size) + Arena::kAlign;
+  const size_t scan_floats = SsmScanScratchFloats(dims(), c_.chunk_size) + Arena::kAlign;
   float* scan = a.Take(scan_floats * ctx.threads.n);
   ops::Linear(ctx.threads, u, T, w_.in_proj, proj);
   const int S = static_cast<int>(seqs.size());
@@ -128,16 +130,11 @@ void Mamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs,
     const float* B = X + E;
     const float* C = X + E + G * N;
     float* Y = y + r0 * E;
-    if (s.n == 1) {
-      ops::SsdStep(dims(), xdt + r0 * E, B, C, loga + r0 * H, st.ssm.ptr(), Y);
-    } else {
-      float* my = scan;
+    float* my = scan;
 #ifdef _OPENMP
-      my += scan_floats * static_cast<size_t>(omp_get_thread_num());
+    my += scan_floats * static_cast<size_t>(omp_get_thread_num());
 #endif
-      ops::SsdChunkedScan(dims(), s.n, c_.chunk_size, xdt + r0 * E, E, B, C, cd, loga + r0 * H, st.ssm.ptr(), Y, E,
-                          my);
-    }
+    SsmScan(dims(), s.n, c_.chunk_size, xdt + r0 * E, E, B, C, cd, loga + r0 * H, st, Y, E, my);
     for (int t = 0; t < s.n; ++t)  // y += D x
       for (int h = 0; h < H; ++h) {
         const float d = w_.D.data[h];

@@ -74,6 +74,7 @@ class Mamba2Mixer : public Mixer {
 
   Mamba2Config c_;
   int dim_;
+  bool bf16_state_ = false;  // ModelConfig::bf16_state
   Mamba2Weights w_;
 };
 

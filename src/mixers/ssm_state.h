@@ -5,25 +5,41 @@
 
 #include "mixers/attention.h"
 #include "model/layer.h"
+#include "ops/ssd.h"
 
 namespace subq {
 
-// Conv state [K-1, conv_dim] (the last pre-conv inputs, oldest first) and SSM state [H, P, N], fp32;
-// plus, for a head-level hybrid layer, the KV cache of its kept attention heads (the only part that
-// grows with the sequence).
+// Conv state [K-1, conv_dim] (the last pre-conv inputs, oldest first) and SSM state [H, P, N] in f32, or
+// in bf16 when the model asks for it (ModelConfig::bf16_state; compute stays f32); plus, for a head-level
+// hybrid layer, the KV cache of its kept attention heads (the only part that grows with the sequence).
 class SsmLayerState : public LayerState {
  public:
-  SsmLayerState(int conv_rows, int conv_dim, int H, int P, int N) : conv({conv_rows, conv_dim}), ssm({H, P, N}) {}
+  SsmLayerState(int conv_rows, int conv_dim, int H, int P, int N, bool bf16)
+      : conv({conv_rows, conv_dim}), ssm(bf16 ? Tensor() : Tensor({H, P, N})),
+        ssm_bf16(bf16 ? static_cast<size_t>(H) * P * N : 0) {}
   std::unique_ptr<LayerState> Clone() const override { return std::make_unique<SsmLayerState>(*this); }
-  size_t Bytes() const override {
-    return (conv.data.size() + ssm.data.size()) * sizeof(float) + (kv ? kv->Bytes() : 0);
+  size_t Bytes() const override { return OwnBytes() + (kv ? kv->Bytes() : 0); }
+  size_t CapacityBytes() const override { return OwnBytes() + (kv ? kv->CapacityBytes() : 0); }
+  bool bf16() const { return !ssm_bf16.empty(); }
+  Tensor conv;                    // [K-1, conv_dim]
+  Tensor ssm;                     // [H, P, N] f32 (empty when bf16)
+  std::vector<uint16_t> ssm_bf16;  // [H, P, N] bf16 (empty when f32)
+  std::optional<KvCache> kv;      // kept attention heads only
+
+ private:
+  size_t OwnBytes() const {
+    return (conv.data.size() + ssm.data.size()) * sizeof(float) + ssm_bf16.size() * sizeof(uint16_t);
   }
-  size_t CapacityBytes() const override {
-    return (conv.data.size() + ssm.data.size()) * sizeof(float) + (kv ? kv->CapacityBytes() : 0);
-  }
-  Tensor conv;  // [K-1, conv_dim]
-  Tensor ssm;   // [H, P, N]
-  std::optional<KvCache> kv;  // kept attention heads only
 };
+
+}  // namespace subq
+
+namespace subq {
+
+// Runs one sequence's n tokens through the SSD recurrence of `st` (step when n == 1, else the chunked
+// scan; ops/ssd.h for the layouts), for f32 or bf16 state. scratch: SsmScanScratchFloats floats.
+size_t SsmScanScratchFloats(const ops::SsdDims& d, int chunk);
+void SsmScan(const ops::SsdDims& d, int n, int chunk, const float* x, int ldx, const float* b, const float* c, int ldbc,
+             const float* loga, SsmLayerState& st, float* y, int ldy, float* scratch);
 
 }  // namespace subq

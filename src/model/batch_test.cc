@@ -156,3 +156,36 @@ TEST(Batched, BadBatchesAreClearErrors) {
 
 }  // namespace
 }  // namespace subq
+
+namespace subq {
+namespace {
+
+// bf16 recurrent state: prefill + decode stays close to the f32-state model, and the state is half as big.
+TEST(Bf16State, CloseToF32StateAndHalfTheBytes) {
+  for (const char* kind : {"mamba2", "llamba"}) {
+    ModelConfig cfg = testing::RandomModelConfig(kind);
+    auto m32 = testing::RandomModel(cfg, 11);
+    cfg.bf16_state = true;
+    auto m16 = testing::RandomModel(cfg, 11);
+    ASSERT_TRUE(m32.ok() && m16.ok());
+    const int V = cfg.vocab_size;
+    Workspace w32(**m32, 16, Threads{1}), w16(**m16, 16, Threads{1});
+    SequenceState s32 = (*m32)->NewSequence().value(), s16 = (*m16)->NewSequence().value();
+    std::vector<int> ids = {1, 5, 9, 33, 2, 70, 41, 8, 19, 3};
+    std::vector<float> a(V), b(V);
+    ASSERT_TRUE((*m32)->Forward(ids.data(), 7, s32, w32, a.data()).ok());
+    ASSERT_TRUE((*m16)->Forward(ids.data(), 7, s16, w16, b.data()).ok());
+    for (int t = 7; t < 10; ++t) {
+      ASSERT_TRUE((*m32)->Forward(&ids[t], 1, s32, w32, a.data()).ok());
+      ASSERT_TRUE((*m16)->Forward(&ids[t], 1, s16, w16, b.data()).ok());
+    }
+    double num = 0, den = 0;
+    for (int v = 0; v < V; ++v) num = std::max(num, double(std::fabs(a[v] - b[v]))), den = std::max(den, double(std::fabs(a[v])));
+    EXPECT_LT(num / den, 2e-2) << kind;  // bf16 keeps 8 mantissa bits of the state
+    EXPECT_GT(num, 0.0) << kind << ": the bf16 state changed nothing (not in use?)";
+    EXPECT_LT(s16.Bytes(), s32.Bytes() * 0.7) << kind;
+  }
+}
+
+}  // namespace
+}  // namespace subq

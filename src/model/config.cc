@@ -38,6 +38,7 @@ std::string ModelConfig::ToString() const {
   line("max_seq_len", std::to_string(max_seq_len));
   line("norm_eps", fmt::format("{:g}", norm_eps));
   line("tie_embeddings", tie_embeddings ? "true" : "false");
+  if (bf16_state) line("recurrent_state", "bf16");
   line("bos_id / eos_id", fmt::format("{} / {}", bos_id, eos_id));
   bool any_attn = false;
   std::vector<std::string> kinds;

@@ -75,6 +75,8 @@ struct ModelConfig {
   bool tie_embeddings = true;
   int bos_id = 1;
   int eos_id = 2;
+  // Keep the recurrent state of Mamba-2 / Discrete Mamba-2 layers in bf16 (half the bytes; f32 compute).
+  bool bf16_state = false;
 
   AttentionConfig attn;
   Mamba2Config mamba2;
