@@ -131,6 +131,12 @@ def test_tiny_recipe_all_stages_and_export(subq_bin, data_dir, corpus, tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert 1.0 < summary["teacher_ppl"] < 20 and summary["student_ppl"] > 1.0
     check_export(subq_bin, out, tmp_path)
+    # The student with its recurrent state in bf16 scores real text within a fraction of a percent.
+    p = run_subq(subq_bin, "eval", "--model", out, "--text", data_dir / "text" / "tinystories-sample.txt",
+                 "--max-tokens", "3000", "--state-dtype", "bf16", "--json")
+    ev = json.loads(p.stdout)
+    assert ev["state_dtype"] == "bf16" and ev["perplexity_change"] != 0.0
+    assert abs(ev["perplexity_change"]) / ev["perplexity_f32_state"] < 0.02, ev
 
 
 def test_hybrid_keeps_attention_layers(subq_bin, data_dir, corpus, tmp_path):

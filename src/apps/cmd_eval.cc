@@ -19,7 +19,7 @@ namespace {
 struct EvalOptions {
   std::string model, tokenizer, text, state_dtype = "f32";
   bool json = false;
-  int window = 0, stride = 0;
+  int window = 0, stride = 0, piece = -1;
   int64_t max_tokens = 0;
 };
 
@@ -41,24 +41,26 @@ int RunEval(const EvalOptions& o) {
   if (o.max_tokens > 0 && static_cast<int64_t>(tokens.size()) > o.max_tokens) tokens.resize(o.max_tokens);
   const int window = o.window > 0 ? o.window : std::min(lm->model->config().max_seq_len, 512);
   const int stride = o.stride > 0 ? o.stride : std::max(1, window / 2);
+  // A bf16 state matters where it is stored between calls: by default score it on the decode path.
+  const int piece = o.piece >= 0 ? o.piece : (f32_model ? 1 : 0);
   auto t0 = std::chrono::steady_clock::now();
   auto r = Perplexity(*lm->model, tokens, window, stride, [&](int64_t done, int64_t total) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "\reval: %lld/%lld tokens  %.0f tok/s", static_cast<long long>(done),
                  static_cast<long long>(total), done / std::max(s, 1e-9));
-  });
+  }, piece);
   std::fprintf(stderr, "\n");
   if (!r.ok()) return ReportError(r.status());
   double f32_ppl = 0.0;
   if (f32_model) {
-    auto r32 = Perplexity(*f32_model, tokens, window, stride, nullptr);
+    auto r32 = Perplexity(*f32_model, tokens, window, stride, nullptr, piece);
     if (!r32.ok()) return ReportError(r32.status());
     f32_ppl = r32->perplexity;
   }
   if (o.json) {
     nlohmann::json j = {{"model", o.model}, {"text", o.text},     {"perplexity", r->perplexity},
                         {"nll", r->nll},    {"tokens", r->tokens}, {"window", window},
-                        {"stride", stride}, {"state_dtype", o.state_dtype}};
+                        {"stride", stride}, {"state_dtype", o.state_dtype}, {"piece", piece}};
     if (f32_model) {
       j["perplexity_f32_state"] = f32_ppl;
       j["perplexity_change"] = r->perplexity - f32_ppl;
@@ -87,6 +89,9 @@ void AddEvalCommand(CLI::App& app) {
   c->add_option("--stride", o->stride, "window stride (default window/2)")->check(CLI::PositiveNumber);
   c->add_option("--max-tokens", o->max_tokens, "score at most this many tokens")->check(CLI::NonNegativeNumber);
   AddStateDtypeOption(c, &o->state_dtype);
+  c->add_option("--piece", o->piece,
+                "feed each window in pieces of this many tokens (0: whole window; default 1 with a bf16 state)")
+      ->check(CLI::NonNegativeNumber);
   c->callback([o] { ExitCode() = RunEval(*o); });
 }
 

@@ -6,7 +6,7 @@
 namespace subq {
 
 Result<PerplexityResult> Perplexity(const Model& model, const std::vector<int>& tokens, int window, int stride,
-                                    const std::function<void(int64_t, int64_t)>& progress) {
+                                    const std::function<void(int64_t, int64_t)>& progress, int piece) {
   const int V = model.config().vocab_size;
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n < 2) return Errorf("perplexity: need at least 2 tokens, got {}", n);
@@ -15,7 +15,8 @@ Result<PerplexityResult> Perplexity(const Model& model, const std::vector<int>& 
   if (window > model.context_limit())
     return Errorf("perplexity: window {} exceeds the model's context limit of {} tokens", window, model.context_limit());
   std::vector<float> logits(static_cast<size_t>(window) * V);
-  Workspace ws(model, std::min(window, 512));
+  if (piece < 0) return Errorf("perplexity: piece must be >= 0, got {}", piece);
+  Workspace ws(model, piece > 0 ? std::min(piece, 512) : std::min(window, 512));
   double nll = 0.0;
   int64_t scored = 0;
   int64_t next_target = 1;  // first token position not yet scored
@@ -24,7 +25,10 @@ Result<PerplexityResult> Perplexity(const Model& model, const std::vector<int>& 
     const int L = static_cast<int>(end - begin);
     if (L < 2) break;
     SUBQ_ASSIGN_OR_RETURN(SequenceState seq, model.NewSequence(model.has_attention() ? window : 0));
-    SUBQ_RETURN_IF_ERROR(model.Forward(tokens.data() + begin, L, seq, ws, logits.data(), /*all_logits=*/true));
+    const int step = piece > 0 ? piece : L;
+    for (int t0 = 0; t0 < L; t0 += step)
+      SUBQ_RETURN_IF_ERROR(model.Forward(tokens.data() + begin + t0, std::min(step, L - t0), seq, ws,
+                                         logits.data() + static_cast<size_t>(t0) * V, /*all_logits=*/true));
     for (int64_t pos = std::max(next_target, begin + 1); pos < end; ++pos) {
       const float* row = logits.data() + static_cast<size_t>(pos - 1 - begin) * V;  // predicts token at pos
       const float mx = *std::max_element(row, row + V);

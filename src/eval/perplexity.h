@@ -15,7 +15,9 @@ struct PerplexityResult {
 };
 
 // progress(done, total) is called after each window when given.
+// Each window is fed to the model in pieces of `piece` tokens (0: the whole window in one call); piece 1
+// scores the decode path, where the recurrent state is stored (e.g. in bf16) after every token.
 Result<PerplexityResult> Perplexity(const Model& model, const std::vector<int>& tokens, int window, int stride,
-                                    const std::function<void(int64_t, int64_t)>& progress = {});
+                                    const std::function<void(int64_t, int64_t)>& progress = {}, int piece = 0);
 
 }  // namespace subq
