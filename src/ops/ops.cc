@@ -2,46 +2,12 @@
 // ops/cpu/ replaces them with Highway kernels.
 #include "ops/ops.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 namespace subq::ops {
-
-void Linear(const Threads& th, const float* x, int M, const Weight& w, float* y, bool accumulate) {
-  const int N = static_cast<int>(w.rows), K = static_cast<int>(w.cols);
-  if (w.type == WeightType::kF32) {
-    const float* W = static_cast<const float*>(w.data);
-    if (M == 1) {
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, W, K, x, 1, accumulate ? 1.0f : 0.0f, y, 1);
-    } else {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K, accumulate ? 1.0f : 0.0f, y,
-                  N);
-    }
-    return;
-  }
-  thread_local std::vector<float> row;
-  if (row.size() < static_cast<size_t>(K)) row.resize(K);
-  for (int n = 0; n < N; ++n) {
-    w.DequantizeRow(n, row.data());
-    for (int m = 0; m < M; ++m) {
-      const float* xr = x + static_cast<size_t>(m) * K;
-      float acc = 0.0f;
-      for (int k = 0; k < K; ++k) acc += xr[k] * row[k];
-      float& o = y[static_cast<size_t>(m) * N + n];
-      o = accumulate ? o + acc : acc;
-    }
-  }
-}
-
-void Gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
-          int ldb, float beta, float* C, int ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
-              A, lda, B, ldb, beta, C, ldc);
-}
 
 void RmsNorm(const float* x, const float* w, float* out, int rows, int n, float eps) {
   for (int r = 0; r < rows; ++r) {
