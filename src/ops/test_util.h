@@ -9,9 +9,22 @@
 #include <random>
 #include <vector>
 
+#include "hwy/targets.h"
 #include "ops/weight.h"
 
 namespace subq::ops::testing {
+
+// Runs fn once per SIMD target compiled in and supported here (AVX-512, AVX2, SSE4, scalar...),
+// so every dispatched path is checked, not only the best one; reports the target on failure.
+template <class Fn>
+void ForEachTarget(const Fn& fn) {
+  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(t);
+    SCOPED_TRACE(hwy::TargetName(t));
+    fn();
+  }
+  hwy::SetSupportedTargetsForTest(0);
+}
 
 inline std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
   std::mt19937 g(seed);
