@@ -51,6 +51,10 @@ void CausalConv(const float* in, int ldin, int L, int C, const float* w, const f
 void AttendCausal(const float* q, int ldq, int L, int n_heads, int n_kv_heads, int hd, const float* k,
                   const float* v, int ldkv, int past, float* out, int ldo, float* scratch);
 size_t AttentionScratchFloats(int hd);
+// The same over th.n threads (work split over KV heads and blocks of query tokens); scratch holds
+// th.n * AttentionScratchFloats(hd) floats.
+void AttendCausal(const Threads& th, const float* q, int ldq, int L, int n_heads, int n_kv_heads, int hd,
+                  const float* k, const float* v, int ldkv, int past, float* out, int ldo, float* scratch);
 inline constexpr int kAttentionKeyTile = 256;
 
 }  // namespace subq::ops
