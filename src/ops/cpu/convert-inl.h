@@ -7,6 +7,7 @@
 #define SUBQ_OPS_CPU_CONVERT_INL_H_
 #endif
 
+#include <algorithm>
 #include <cstdint>
 
 #include "hwy/highway.h"
@@ -33,14 +34,22 @@ HWY_INLINE VF LoadQ8(DF df, const int8_t* p) {
   const hn::Rebind<int8_t, DF> d8;
   return hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, p)));
 }
-// V bytes at p of a Q4 block: lo gets (low nibble - 8), hi gets (high nibble - 8), unscaled.
-HWY_INLINE void LoadQ4(DF df, const uint8_t* p, VF& lo, VF& hi) {
+// V bytes at p of a Q4 block: lo gets the low nibbles, hi the high ones, as f32 0..15 (no -8 offset).
+HWY_INLINE void LoadQ4Nibbles(DF df, const uint8_t* p, VF& lo, VF& hi) {
   const hn::RebindToSigned<DF> di;
   const hn::Rebind<uint8_t, DF> d8;
   const auto v = hn::BitCast(di, hn::PromoteTo(hn::RebindToUnsigned<DF>(), hn::LoadU(d8, p)));  // [V] bytes as i32
-  const auto eight = hn::Set(di, 8);
-  lo = hn::ConvertTo(df, hn::Sub(hn::And(v, hn::Set(di, 15)), eight));
-  hi = hn::ConvertTo(df, hn::Sub(hn::ShiftRight<4>(v), eight));
+  lo = hn::ConvertTo(df, hn::And(v, hn::Set(di, 15)));
+  hi = hn::ConvertTo(df, hn::ShiftRight<4>(v));
+}
+
+// n f16 scales at s as f32 (vector conversion; one scalar conversion per block would cost about as
+// much as converting the block's values).
+HWY_INLINE void ScalesToF32(DF df, const uint16_t* HWY_RESTRICT s, int64_t n, float* HWY_RESTRICT out) {
+  const int64_t V = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + V <= n; i += V) hn::StoreU(LoadF16(df, s + i), df, out + i);
+  for (; i < n; ++i) out[i] = HalfBitsToFloat(s[i]);
 }
 
 // out[0, n) = row r of w, columns [k0, k0 + n), as f32. Quantized types need k0 and n multiples of 32.
@@ -48,6 +57,8 @@ HWY_INLINE void ConvertRow(const Weight& w, int64_t r, int64_t k0, int64_t n, fl
   const DF df;
   const int64_t V = static_cast<int64_t>(hn::Lanes(df));
   const size_t off = static_cast<size_t>(r) * w.cols + k0;
+  constexpr int64_t kChunk = 64;  // blocks whose scales are converted at once
+  HWY_ALIGN float sc[kChunk];
   int64_t k = 0;
   switch (w.type) {
     case WeightType::kF32: {
@@ -70,9 +81,9 @@ HWY_INLINE void ConvertRow(const Weight& w, int64_t r, int64_t k0, int64_t n, fl
     }
     case WeightType::kQ8: {
       const int8_t* p = static_cast<const int8_t*>(w.data) + off;
-      const uint16_t* s = w.scales + off / kQuantBlock;
       for (int64_t b = 0; b < n / kQuantBlock; ++b) {
-        const VF d = hn::Set(df, HalfBitsToFloat(s[b]));
+        if (b % kChunk == 0) ScalesToF32(df, w.scales + off / kQuantBlock + b, std::min(kChunk, n / kQuantBlock - b), sc);
+        const VF d = hn::Set(df, sc[b % kChunk]);
         for (int64_t j = 0; j < kQuantBlock; j += V)
           hn::StoreU(hn::Mul(d, LoadQ8(df, p + b * kQuantBlock + j)), df, out + b * kQuantBlock + j);
       }
@@ -80,12 +91,15 @@ HWY_INLINE void ConvertRow(const Weight& w, int64_t r, int64_t k0, int64_t n, fl
     }
     case WeightType::kQ4: {
       const uint8_t* p = static_cast<const uint8_t*>(w.data) + off / 2;
-      const uint16_t* s = w.scales + off / kQuantBlock;
+      const VF eight = hn::Set(df, 8.0f);
       for (int64_t b = 0; b < n / kQuantBlock; ++b) {
-        const VF d = hn::Set(df, HalfBitsToFloat(s[b]));
+        if (b % kChunk == 0) ScalesToF32(df, w.scales + off / kQuantBlock + b, std::min(kChunk, n / kQuantBlock - b), sc);
+        const VF d = hn::Set(df, sc[b % kChunk]);
         for (int64_t j = 0; j < kQuantBlock / 2; j += V) {
           VF lo, hi;
-          LoadQ4(df, p + b * 16 + j, lo, hi);
+          LoadQ4Nibbles(df, p + b * 16 + j, lo, hi);
+          lo = hn::Sub(lo, eight);
+          hi = hn::Sub(hi, eight);
           hn::StoreU(hn::Mul(d, lo), df, out + b * kQuantBlock + j);
           hn::StoreU(hn::Mul(d, hi), df, out + b * kQuantBlock + 16 + j);
         }

@@ -2,9 +2,9 @@
 // driver serves strided f32 views (Gemm) and weights of any WeightType (Linear prefill: B = W^T,
 // converted to f32 once per packed tile). Layout of the work (BLIS-style, broadcast form):
 //   for each block of kNC columns, for each kKC slice of K:
-//     pack B[kc, nc] into panels of kNR columns ([kc][kNR], stays in L2),
+//     pack B[kc, nc] into panels of kNR columns ([kc][kNR]),
 //     pack A[M, kc] into panels of kMR rows ([kc][kMR]),
-//     for each A panel (hot in L1), for each B panel: a kMR x kNR register tile of accumulators,
+//     for each B panel (hot in L1), for each A panel: a kMR x kNR register tile of accumulators,
 //     each step broadcasting kMR values of A against kNR/V vectors of B.
 // Edge tiles are zero-padded in the panels and stored through a small buffer.
 #if defined(SUBQ_OPS_CPU_GEMM_INL_H_) == defined(HWY_TARGET_TOGGLE)
@@ -35,16 +35,16 @@ inline constexpr int kMR = 8, kNRV = 3;
 #else
 inline constexpr int kMR = 6, kNRV = 2;
 #endif
-inline constexpr int kKC = 256;   // K slice: an A panel (kKC x kMR) stays in L1
-inline constexpr int kNC = 1024;  // columns per B block: kKC x kNC floats (1 MiB) stay in L2
+inline constexpr int kKC = 128;   // K slice: a B micro-panel (kKC x NR floats, 24 KiB) stays in L1
+inline constexpr int kNC = 1024;  // columns per B block: kKC x kNC floats (512 KiB) stay in L2
 
 HWY_INLINE int NR() { return kNRV * static_cast<int>(hn::Lanes(DF())); }
 
 // A per-thread growable 64-byte-aligned buffer (one per slot); grows only on first use of a size.
-// Slots 0-1: GEMM panels; 2-3: Linear's decode scratch.
+// Slots 0-1: GEMM panels; 2-4: Linear's decode scratch.
 inline float* Buffer(int slot, size_t n) {
-  thread_local hwy::AlignedFreeUniquePtr<float[]> buf[4];
-  thread_local size_t cap[4] = {0, 0, 0, 0};
+  thread_local hwy::AlignedFreeUniquePtr<float[]> buf[5];
+  thread_local size_t cap[5] = {};
   if (cap[slot] < n) {
     buf[slot] = hwy::AllocateAligned<float>(n);
     cap[slot] = n;
@@ -124,11 +124,13 @@ void GemmRange(int M, int n0, int n1, int K, float alpha, const PackA& pack_a, c
         if (mr < kMR) std::memset(dst, 0, sizeof(float) * kc * kMR);
         pack_a(ir, mr, pc, kc, dst);
       }
-      for (int ir = 0; ir < M; ir += kMR) {
-        const int mr = std::min(kMR, M - ir);
-        for (int jr = 0; jr < nc; jr += nr_full) {
+      // B micro-panel outer: it stays in L1 while the A panels stream past it from L2 (only their
+      // broadcast scalars are loaded, a quarter of the vector traffic).
+      for (int jr = 0; jr < nc; jr += nr_full) {
+        const int nr = std::min(nr_full, nc - jr);
+        for (int ir = 0; ir < M; ir += kMR) {
           Micro(kc, pa + static_cast<size_t>(ir) * kc, pb + static_cast<size_t>(jr) * kc,
-                C + static_cast<size_t>(ir) * ldc + jc + jr, ldc, alpha, beta_k, mr, std::min(nr_full, nc - jr));
+                C + static_cast<size_t>(ir) * ldc + jc + jr, ldc, alpha, beta_k, std::min(kMR, M - ir), nr);
         }
       }
     }

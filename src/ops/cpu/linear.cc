@@ -28,19 +28,10 @@ namespace {
 inline constexpr int kNW = 4;            // weight rows per dot tile
 inline constexpr int kGemmMinRows = 48;  // from here on the packed GEMM wins (bench_ops)
 
-// Per-block scales of rows n..n+nw-1 as f32: sc[r * nb + b].
-void ScalesToF32(const Weight& w, int64_t n, int nw, float* HWY_RESTRICT sc) {
-  const int64_t nb = w.cols / kQuantBlock;
-  for (int r = 0; r < nw; ++r) {
-    const uint16_t* s = w.scales + (n + r) * nb;
-    for (int64_t b = 0; b < nb; ++b) sc[r * nb + b] = HalfBitsToFloat(s[b]);
-  }
-}
-
 // y[m * N + n + r] (+)= x[m, :] . W[n + r, :] for m < MX, r < NW, with W of type T read directly.
 template <WeightType T, int MX, int NW>
 HWY_INLINE void DotTile(const float* HWY_RESTRICT x, int K, const Weight& w, int64_t n, float* y, int64_t N,
-                        bool accumulate, const float* HWY_RESTRICT sc) {
+                        bool accumulate, const float* HWY_RESTRICT sc, const float* HWY_RESTRICT xsum) {
   const DF df;
   const int V = static_cast<int>(hn::Lanes(df));
   const size_t K_ = static_cast<size_t>(K);
@@ -51,7 +42,10 @@ HWY_INLINE void DotTile(const float* HWY_RESTRICT x, int K, const Weight& w, int
     for (int r = 0; r < NW; ++r) acc[m][r] = hn::Zero(df);
   const int nb = K / kQuantBlock;
   int k = 0;
+  float corr[MX][NW] = {};  // q4: sum over blocks of scale * 8 * (sum of the block's x)
   if constexpr (T == WeightType::kQ4) {
+    // (nibble - 8) . x = nibble . x - 8 sum(x): the offset is applied once per block through xsum
+    // (8 x block sums of each x row) instead of on every weight vector.
     const uint8_t* base = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * (K_ / 2);
     for (int b = 0; b < nb; ++b) {
       for (int j = 0; j < kQuantBlock / 2; j += V) {
@@ -65,14 +59,15 @@ HWY_INLINE void DotTile(const float* HWY_RESTRICT x, int K, const Weight& w, int
 #pragma GCC unroll 4
         for (int r = 0; r < NW; ++r) {
           VF lo, hi;
-          LoadQ4(df, base + r * (K_ / 2) + b * 16 + j, lo, hi);
+          LoadQ4Nibbles(df, base + r * (K_ / 2) + b * 16 + j, lo, hi);
           const VF d = hn::Set(df, sc[r * nb + b]);
-          lo = hn::Mul(lo, d);
-          hi = hn::Mul(hi, d);
+          // Scale the block's partial dot product, not the weights: 3 ops per x row instead of 4.
 #pragma GCC unroll 4
-          for (int m = 0; m < MX; ++m) acc[m][r] = hn::MulAdd(xh[m], hi, hn::MulAdd(xl[m], lo, acc[m][r]));
+          for (int m = 0; m < MX; ++m) acc[m][r] = hn::MulAdd(hn::MulAdd(xh[m], hi, hn::Mul(xl[m], lo)), d, acc[m][r]);
         }
       }
+      for (int r = 0; r < NW; ++r)
+        for (int m = 0; m < MX; ++m) corr[m][r] += sc[r * nb + b] * xsum[m * nb + b];
     }
     k = K;
   } else {
@@ -100,7 +95,7 @@ HWY_INLINE void DotTile(const float* HWY_RESTRICT x, int K, const Weight& w, int
   }
   for (int m = 0; m < MX; ++m) {
     for (int r = 0; r < NW; ++r) {
-      float s = hn::GetLane(hn::SumOfLanes(df, acc[m][r]));
+      float s = hn::GetLane(hn::SumOfLanes(df, acc[m][r])) - corr[m][r];
       if (k < K) {  // column tail (K % V): element types only, since K % 32 == 0 for quantized ones
         float row[HWY_MAX_BYTES / sizeof(float)];
         ConvertRow(w, n + r, k, K - k, row);
@@ -115,46 +110,63 @@ HWY_INLINE void DotTile(const float* HWY_RESTRICT x, int K, const Weight& w, int
 // Rows [m0, m0 + rows) of x against weight rows n..n+NW-1, four x rows at a time.
 template <WeightType T, int NW>
 void DotRows(const float* x, int rows, int K, const Weight& w, int64_t n, float* y, int64_t N, bool acc,
-             const float* sc) {
+             const float* sc, const float* xsum) {
+  const int nb = K / kQuantBlock;
   int m = 0;
-  for (; m + 4 <= rows; m += 4) DotTile<T, 4, NW>(x + m * static_cast<size_t>(K), K, w, n, y + m * N, N, acc, sc);
+  for (; m + 4 <= rows; m += 4)
+    DotTile<T, 4, NW>(x + m * static_cast<size_t>(K), K, w, n, y + m * N, N, acc, sc, xsum + m * nb);
   const float* xr = x + m * static_cast<size_t>(K);
   float* yr = y + m * N;
+  const float* xs = xsum + m * nb;
   switch (rows - m) {
-    case 3: DotTile<T, 3, NW>(xr, K, w, n, yr, N, acc, sc); break;
-    case 2: DotTile<T, 2, NW>(xr, K, w, n, yr, N, acc, sc); break;
-    case 1: DotTile<T, 1, NW>(xr, K, w, n, yr, N, acc, sc); break;
+    case 3: DotTile<T, 3, NW>(xr, K, w, n, yr, N, acc, sc, xs); break;
+    case 2: DotTile<T, 2, NW>(xr, K, w, n, yr, N, acc, sc, xs); break;
+    case 1: DotTile<T, 1, NW>(xr, K, w, n, yr, N, acc, sc, xs); break;
     default: break;
   }
 }
 
 // One tile of nw (== NW, or the 1-row tail) weight rows for all M rows of x.
 template <WeightType T, int NW>
-void LinearTile(const float* x, int M, const Weight& w, int64_t n, float* y, bool acc) {
+void LinearTile(const float* x, int M, const Weight& w, int64_t n, float* y, bool acc, const float* xsum) {
   const int K = static_cast<int>(w.cols);
   const int64_t N = w.rows;
-  if (T == WeightType::kF32 || M <= 4) {
+  // Converting as the weights stream costs one op per vector for f16/bf16 (more for q8/q4) per block
+  // of 4 x rows; past that a converted tile in L1 is cheaper.
+  constexpr int kFusedRows = T == WeightType::kF16 || T == WeightType::kBF16 ? 8 : 4;
+  if (T == WeightType::kF32 || M <= kFusedRows) {
     float* sc = nullptr;
     if constexpr (T == WeightType::kQ8 || T == WeightType::kQ4) {
       sc = gemm::Buffer(2, static_cast<size_t>(NW) * (K / kQuantBlock));
-      ScalesToF32(w, n, NW, sc);
+      ScalesToF32(DF(), w.scales + n * (K / kQuantBlock), NW * (K / kQuantBlock), sc);  // rows n.. contiguous
     }
-    DotRows<T, NW>(x, M, K, w, n, y, N, acc, sc);
+    DotRows<T, NW>(x, M, K, w, n, y, N, acc, sc, xsum);
     return;
   }
   // Convert the tile to f32 once; every block of x rows then reads it from L1.
   float* tile = gemm::Buffer(3, static_cast<size_t>(NW) * K);  // [NW, K]
   for (int r = 0; r < NW; ++r) ConvertRow(w, n + r, 0, K, tile + static_cast<size_t>(r) * K);
   const Weight f32 = Weight::F32(tile, NW, K);  // row r = weight row n + r: outputs from column n
-  DotRows<WeightType::kF32, NW>(x, M, K, f32, 0, y + n, N, acc, nullptr);
+  DotRows<WeightType::kF32, NW>(x, M, K, f32, 0, y + n, N, acc, nullptr, nullptr);
 }
 
 template <WeightType T>
 void LinearFewRows(int nt, const float* x, int M, const Weight& w, float* y, bool acc) {
   const int64_t N = w.rows, tiles = N / kNW;
+  float* xsum = nullptr;  // [M, K / 32] 8 x block sums, for the fused q4 kernel (read by every thread)
+  if (T == WeightType::kQ4 && M <= 4) {
+    const int K = static_cast<int>(w.cols), nb = K / kQuantBlock;
+    xsum = gemm::Buffer(4, static_cast<size_t>(M) * nb);
+    for (int m = 0; m < M; ++m)
+      for (int b = 0; b < nb; ++b) {
+        float s = 0.0f;
+        for (int j = 0; j < kQuantBlock; ++j) s += x[static_cast<size_t>(m) * K + b * kQuantBlock + j];
+        xsum[m * nb + b] = 8.0f * s;
+      }
+  }
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-  for (int64_t t = 0; t < tiles; ++t) LinearTile<T, kNW>(x, M, w, t * kNW, y, acc);
-  for (int64_t n = tiles * kNW; n < N; ++n) LinearTile<T, 1>(x, M, w, n, y, acc);
+  for (int64_t t = 0; t < tiles; ++t) LinearTile<T, kNW>(x, M, w, t * kNW, y, acc, xsum);
+  for (int64_t n = tiles * kNW; n < N; ++n) LinearTile<T, 1>(x, M, w, n, y, acc, xsum);
 }
 
 // Packs columns j0..j0+nr of B = W^T: dst[k * NR + j] = W[j0 + j, k0 + k] as f32.
