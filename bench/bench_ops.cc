@@ -10,7 +10,9 @@
 //   bench_ops [--threads 2] [--reps 5] [--json out.json] [--quick]
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "bench/bench_ops.cc"
+#ifdef SUBQ_BENCH_OPENBLAS
 #include <cblas.h>
+#endif
 #include <omp.h>
 
 #include <algorithm>
@@ -123,6 +125,7 @@ double Best(int reps, const std::function<void()>& f) {
   return best;
 }
 
+#ifdef SUBQ_BENCH_OPENBLAS
 // OpenBLAS sgemm 2048^3 GFLOP/s (in this process; the parent sets OPENBLAS_CORETYPE when asked).
 double OpenBlasGflops(int nt, int reps, int n) {
   openblas_set_num_threads(nt);
@@ -133,6 +136,10 @@ double OpenBlasGflops(int nt, int reps, int n) {
   });
   return 2.0 * n * n * n / s * 1e-9;
 }
+
+#else
+double OpenBlasGflops(int, int, int) { return 0.0; }  // built without OpenBLAS
+#endif
 
 double ChildOpenBlas(const char* self, const std::string& env, int nt, int reps) {
   const std::string cmd = env + " '" + std::string(self) + "' --openblas-child --threads " + std::to_string(nt) +
