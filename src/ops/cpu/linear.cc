@@ -2,9 +2,9 @@
 // Two regimes:
 //  - few rows (decode, batched decode; M < kGemmMinRows): memory-bound. Threads split W into
 //    contiguous row ranges; each tile of kNW weight rows is read from memory once and dotted along K
-//    against every x row (register tile of up to 4 x rows x kNW weight rows). For M <= 4 the weights
-//    are converted to f32 in registers as they stream; for larger M a tile is converted once into an
-//    L1 buffer and reused by every block of x rows.
+//    against every x row (register tile of up to 4 x rows x kNW weight rows). For few rows (4 for
+//    q8/q4, 8 for f16/bf16) the weights are converted to f32 in registers as they stream; beyond that
+//    a tile is converted once into an L1 buffer and reused by every block of x rows.
 //  - many rows (prefill): the cache-blocked GEMM of gemm-inl.h with B = W^T packed (and converted to
 //    f32) once per tile, threads splitting the output columns.
 #undef HWY_TARGET_INCLUDE
