@@ -16,6 +16,10 @@ void Linear(const Threads& th, const float* x, int M, const Weight& w, float* y,
 // C[M, N] = alpha op(A) op(B) + beta C for f32 row-major strided views (mixer internals: scans, attention).
 void Gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
           int ldb, float beta, float* C, int ldc);
+// The same with th.n threads (split over output columns, or rows when there are few columns).
+// Added next to the frozen single-threaded form for callers that own a thread budget.
+void Gemm(const Threads& th, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+          const float* B, int ldb, float beta, float* C, int ldc);
 
 // out[r, i] = x[r, i] / rms(x[r, :]) * w[i]; rows of length n. out may equal x.
 void RmsNorm(const float* x, const float* w, float* out, int rows, int n, float eps);
@@ -47,6 +51,10 @@ void CausalConv(const float* in, int ldin, int L, int C, const float* w, const f
 void AttendCausal(const float* q, int ldq, int L, int n_heads, int n_kv_heads, int hd, const float* k,
                   const float* v, int ldkv, int past, float* out, int ldo, float* scratch);
 size_t AttentionScratchFloats(int hd);
+// The same over th.n threads (work split over KV heads and blocks of query tokens); scratch holds
+// th.n * AttentionScratchFloats(hd) floats.
+void AttendCausal(const Threads& th, const float* q, int ldq, int L, int n_heads, int n_kv_heads, int hd,
+                  const float* k, const float* v, int ldkv, int past, float* out, int ldo, float* scratch);
 inline constexpr int kAttentionKeyTile = 256;
 
 }  // namespace subq::ops

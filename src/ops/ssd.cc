@@ -1,140 +1,208 @@
-// Chunked SSD scan and recurrent step (see ssd.h).
-#include "ops/ssd.h"
+// Chunked SSD scan and recurrent step (see ssd.h), Highway SIMD with runtime dispatch. The step's
+// P x N update is vectorised along N; the chunked scan's products go through ops::Gemm (our packed
+// kernel) and its decay factors through Highway's Exp; both split work over heads with OpenMP.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/ssd.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
 #include "ops/ops.h"
+#include "ops/ssd.h"
 
+#ifndef SUBQ_OPS_SSD_SCRATCH_  // this file is compiled once per target
+#define SUBQ_OPS_SSD_SCRATCH_
 namespace subq::ops {
 namespace {
+size_t Pad16(size_t n) { return (n + 15) / 16 * 16; }  // keeps every part 64-byte aligned relative to the base
 
-// exp(x) for x <= 0 (decay factors), written so the compiler vectorises the loops that call it.
-// Range reduction x*log2(e) = n + f with |f| <= 1/2, 2^f by its degree-7 Taylor series (relative
-// error < 1e-8 before float rounding); x below -87 gives ~0, as exp would.
-inline float ExpNonPos(float x) {
-  x = std::max(x, -87.0f);
-  const float t = x * 1.4426950408889634f;
-  const float n = std::floor(t + 0.5f);
-  const float f = (t - n) * 0.6931471805599453f;  // |f| <= ln2/2
-  float p = 1.0f / 5040.0f;
-  p = p * f + 1.0f / 720.0f;
-  p = p * f + 1.0f / 120.0f;
-  p = p * f + 1.0f / 24.0f;
-  p = p * f + 1.0f / 6.0f;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
-  const int e = static_cast<int>(n) + 127;  // >= 1 since n >= -126
-  uint32_t bits = static_cast<uint32_t>(e) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
+// Scratch of the chunked scan: cb [G][Q, Q] shared, then per thread acum [Q] (double), m [Q, Q],
+// xw [Q, P], decay [Q].
+size_t SharedFloats(const SsdDims& d, size_t Q) { return Pad16(static_cast<size_t>(d.G) * Q * Q); }
+size_t PerThreadFloats(const SsdDims& d, size_t Q) {
+  return Pad16(2 * Q) + Pad16(Q * Q) + Pad16(Q * static_cast<size_t>(d.P)) + Pad16(Q);
+}
+}  // namespace
+}  // namespace subq::ops
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace subq::ops::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+namespace {
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// One token of head h: S = a S + x b^T, y = S c.
+void StepHead(const SsdDims& d, int h, const float* x, const float* b, const float* c, const float* loga, float* state,
+              float* y) {
+  const DF df;
+  const int V = static_cast<int>(hn::Lanes(df));
+  const int hpg = d.H / d.G, N = d.N;
+  const float a = std::exp(loga[h]);
+  const float* bg = b + (h / hpg) * N;                    // [N]
+  const float* cg = c + (h / hpg) * N;                    // [N]
+  float* S = state + static_cast<size_t>(h) * d.P * N;    // [P, N]
+  const VF va = hn::Set(df, a);
+  for (int p = 0; p < d.P; ++p) {
+    float* row = S + static_cast<size_t>(p) * N;
+    const float xp = x[h * d.P + p];
+    const VF vx = hn::Set(df, xp);
+    VF acc = hn::Zero(df);
+    int n = 0;
+    for (; n + V <= N; n += V) {
+      const VF s = hn::MulAdd(va, hn::LoadU(df, row + n), hn::Mul(vx, hn::LoadU(df, bg + n)));
+      hn::StoreU(s, df, row + n);
+      acc = hn::MulAdd(s, hn::LoadU(df, cg + n), acc);
+    }
+    float yp = hn::GetLane(hn::SumOfLanes(df, acc));
+    for (; n < N; ++n) {
+      row[n] = a * row[n] + xp * bg[n];
+      yp += row[n] * cg[n];
+    }
+    y[h * d.P + p] = yp;
+  }
 }
 
-// Views of the chunked scan's scratch: acum [Q] (double, first), cb/m [Q, Q], xw [Q, P], decay [Q].
-struct Scratch {
-  Scratch(float* base, int Q, int P) {
-    acum = reinterpret_cast<double*>(base);
-    cb = base + 2 * static_cast<size_t>(Q);
-    m = cb + static_cast<size_t>(Q) * Q;
-    xw = m + static_cast<size_t>(Q) * Q;
-    decay = xw + static_cast<size_t>(Q) * P;
+// m[l, s] = cb[l, s] exp(acum_l - acum_s) for s <= l, else 0 ([q, q]).
+void MaskedDecay(const double* acum, const float* cb, float* m, float* decay, int q) {
+  const DF df;
+  const int V = static_cast<int>(hn::Lanes(df));
+  for (int l = 0; l < q; ++l) {
+    const float* cr = cb + static_cast<size_t>(l) * q;
+    float* mr = m + static_cast<size_t>(l) * q;
+    // Differences in double: the cumulative sums are large, their differences small.
+    for (int j = 0; j <= l; ++j) decay[j] = static_cast<float>(acum[l] - acum[j]);
+    int j = 0;
+    for (; j + V <= l + 1; j += V)
+      hn::StoreU(hn::Mul(hn::LoadU(df, cr + j), hn::Exp(df, hn::LoadU(df, decay + j))), df, mr + j);
+    for (; j <= l; ++j) mr[j] = cr[j] * std::exp(decay[j]);
+    for (j = l + 1; j < q; ++j) mr[j] = 0.0f;
   }
-  double* acum;
-  float *cb, *m, *xw, *decay;
-};
+}
+
+// Chunk [c0, c0 + q) of head h, given cb = C B^T of its group (SPEC section 2, steps 1-4).
+void ChunkHead(const SsdDims& d, int h, int c0, int q, const float* x, int ldx, const float* b, const float* c,
+               int ldbc, const float* loga, float* state, float* y, int ldy, const float* cb, bool state_zero,
+               float* scratch, int Q) {
+  const int H = d.H, P = d.P, N = d.N, g = h / (H / d.G);
+  double* acum = reinterpret_cast<double*>(scratch);            // [q]
+  float* m = scratch + Pad16(2 * static_cast<size_t>(Q));        // [q, q]
+  float* xw = m + Pad16(static_cast<size_t>(Q) * Q);             // [q, P]
+  float* decay = xw + Pad16(static_cast<size_t>(Q) * P);         // [q]
+  const float* Bg = b + static_cast<size_t>(c0) * ldbc + g * N;  // rows [q, N], stride ldbc
+  const float* Cg = c + static_cast<size_t>(c0) * ldbc + g * N;  // rows [q, N], stride ldbc
+  const float* Xh = x + static_cast<size_t>(c0) * ldx + h * P;   // rows [q, P], stride ldx
+  float* Yh = y + static_cast<size_t>(c0) * ldy + h * P;         // rows [q, P], stride ldy
+  float* S = state + static_cast<size_t>(h) * P * N;             // [P, N]
+  double sum = 0.0;
+  for (int l = 0; l < q; ++l) acum[l] = sum += loga[static_cast<size_t>(c0 + l) * H + h];
+  MaskedDecay(acum, cb, m, decay, q);
+  // Y_off[l] = exp(acum_l) C_l . S_prev   [q, P]
+  if (!state_zero) {
+    Gemm(false, true, q, P, N, 1.0f, Cg, ldbc, S, N, 0.0f, Yh, ldy);
+    for (int l = 0; l < q; ++l) {
+      const float e = static_cast<float>(std::exp(acum[l]));
+      float* yr = Yh + static_cast<size_t>(l) * ldy;
+      for (int p = 0; p < P; ++p) yr[p] *= e;
+    }
+  }
+  // Y += m X   [q, P]
+  Gemm(false, false, q, P, q, 1.0f, m, q, Xh, ldx, state_zero ? 0.0f : 1.0f, Yh, ldy);
+  // S = exp(acum_last) S + sum_s exp(acum_last - acum_s) X_s B_s^T   [P, N]
+  const double last = acum[q - 1];
+  for (int j = 0; j < q; ++j) {
+    const float w = static_cast<float>(std::exp(last - acum[j]));
+    const float* xr = Xh + static_cast<size_t>(j) * ldx;
+    float* xwr = xw + static_cast<size_t>(j) * P;
+    for (int p = 0; p < P; ++p) xwr[p] = xr[p] * w;
+  }
+  Gemm(true, false, P, N, q, 1.0f, xw, P, Bg, ldbc, state_zero ? 0.0f : static_cast<float>(std::exp(last)), S, N);
+}
 
 }  // namespace
 
-size_t SsdScratchFloats(const SsdDims& d, int chunk) {
-  const size_t Q = static_cast<size_t>(chunk < 1 ? 1 : chunk);
-  return 2 * Q + 2 * Q * Q + Q * static_cast<size_t>(d.P) + Q;
+void StepImpl(int nt, const SsdDims& d, const float* x, const float* b, const float* c, const float* loga,
+              float* state, float* y) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int h = 0; h < d.H; ++h) StepHead(d, h, x, b, c, loga, state, y);
 }
 
-void SsdStep(const SsdDims& d, const float* x, const float* b, const float* c, const float* loga, float* state,
-             float* y) {
-  const int hpg = d.H / d.G;
-  for (int h = 0; h < d.H; ++h) {
-    const float a = std::exp(loga[h]);
-    const float* bg = b + (h / hpg) * d.N;  // [N]
-    const float* cg = c + (h / hpg) * d.N;  // [N]
-    const float* xh = x + h * d.P;         // [P]
-    float* S = state + static_cast<size_t>(h) * d.P * d.N;  // [P, N]
-    for (int p = 0; p < d.P; ++p) {
-      float* row = S + static_cast<size_t>(p) * d.N;
-      const float xp = xh[p];
-      float acc = 0.0f;
-      for (int n = 0; n < d.N; ++n) {
-        row[n] = a * row[n] + xp * bg[n];
-        acc += row[n] * cg[n];
-      }
-      y[h * d.P + p] = acc;
-    }
+void StepBatchImpl(int nt, const SsdDims& d, int B, const float* x, int ldx, const float* b, const float* c, int ldbc,
+                   const float* loga, int ldloga, float* const* states, float* y, int ldy) {
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int it = 0; it < B * d.H; ++it) {
+    const int i = it / d.H;
+    StepHead(d, it % d.H, x + static_cast<size_t>(i) * ldx, b + static_cast<size_t>(i) * ldbc,
+             c + static_cast<size_t>(i) * ldbc, loga + static_cast<size_t>(i) * ldloga, states[i],
+             y + static_cast<size_t>(i) * ldy);
   }
 }
 
-void SsdChunkedScan(const SsdDims& d, int L, int chunk, const float* x, int ldx, const float* b, const float* c,
-                    int ldbc, const float* loga, float* state, float* y, int ldy, float* scratch) {
-  const int H = d.H, P = d.P, N = d.N, hpg = H / d.G;
-  const int Q = std::max(1, std::min(chunk, L));
-  Scratch s(scratch, Q, P);
+void ScanImpl(int nt, const SsdDims& d, int L, int chunk, const float* x, int ldx, const float* b, const float* c,
+              int ldbc, const float* loga, float* state, float* y, int ldy, float* scratch) {
+  if (L <= 0) return;
+  const int Q = std::max(1, std::min(chunk, L)), N = d.N;
+  float* cb = scratch;  // [G][q, q]
+  float* per_thread = scratch + SharedFloats(d, Q);
+  const size_t per = PerThreadFloats(d, Q);
   // A fresh state contributes nothing to the first chunk; skip its GEMM then.
-  bool state_zero = std::all_of(state, state + static_cast<size_t>(H) * P * N, [](float v) { return v == 0.0f; });
+  bool state_zero = std::all_of(state, state + static_cast<size_t>(d.H) * d.P * N, [](float v) { return v == 0.0f; });
   for (int c0 = 0; c0 < L; c0 += Q) {
     const int q = std::min(Q, L - c0);
-    for (int g = 0; g < d.G; ++g) {
-      const float* Bg = b + static_cast<size_t>(c0) * ldbc + g * N;  // rows [q, N], stride ldbc
-      const float* Cg = c + static_cast<size_t>(c0) * ldbc + g * N;  // rows [q, N], stride ldbc
-      // cb[l, s] = C_l . B_s  [q, q]
-      Gemm(false, true, q, q, N, 1.0f, Cg, ldbc, Bg, ldbc, 0.0f, s.cb, q);
-      for (int h = g * hpg; h < (g + 1) * hpg; ++h) {
-        const float* Xh = x + static_cast<size_t>(c0) * ldx + h * P;  // rows [q, P], stride ldx
-        float* Yh = y + static_cast<size_t>(c0) * ldy + h * P;        // rows [q, P], stride ldy
-        float* S = state + static_cast<size_t>(h) * P * N;            // [P, N]
-        double acc = 0.0;
-        for (int l = 0; l < q; ++l) s.acum[l] = acc += loga[static_cast<size_t>(c0 + l) * H + h];
-        // Masked decay: m[l, s] = cb[l, s] * exp(acum_l - acum_s) for s <= l, else 0.
-        for (int l = 0; l < q; ++l) {
-          float* mr = s.m + static_cast<size_t>(l) * q;
-          const float* cr = s.cb + static_cast<size_t>(l) * q;
-          const float al = static_cast<float>(s.acum[l]);
-          for (int j = 0; j <= l; ++j) s.decay[j] = al - static_cast<float>(s.acum[j]);
-          for (int j = 0; j <= l; ++j) mr[j] = cr[j] * ExpNonPos(s.decay[j]);
-          for (int j = l + 1; j < q; ++j) mr[j] = 0.0f;
-        }
-        // Y_off[l] = exp(acum_l) C_l . S_prev   [q, P]
-        if (!state_zero) {
-          Gemm(false, true, q, P, N, 1.0f, Cg, ldbc, S, N, 0.0f, Yh, ldy);
-          for (int l = 0; l < q; ++l) {
-            const float e = static_cast<float>(std::exp(s.acum[l]));
-            float* yr = Yh + static_cast<size_t>(l) * ldy;
-            for (int p = 0; p < P; ++p) yr[p] *= e;
-          }
-        }
-        // Y += m X   [q, P]
-        Gemm(false, false, q, P, q, 1.0f, s.m, q, Xh, ldx, state_zero ? 0.0f : 1.0f, Yh, ldy);
-        // S = exp(acum_last) S + sum_s exp(acum_last - acum_s) X_s B_s^T
-        const double last = s.acum[q - 1];
-        const float total = static_cast<float>(std::exp(last));
-        for (int j = 0; j < q; ++j) {
-          const float w = static_cast<float>(std::exp(last - s.acum[j]));
-          const float* xr = Xh + static_cast<size_t>(j) * ldx;
-          float* xwr = s.xw + static_cast<size_t>(j) * P;
-          for (int p = 0; p < P; ++p) xwr[p] = xr[p] * w;
-        }
-        if (state_zero) {
-          Gemm(true, false, P, N, q, 1.0f, s.xw, P, Bg, ldbc, 0.0f, S, N);
-        } else {
-          for (size_t i = 0; i < static_cast<size_t>(P) * N; ++i) S[i] *= total;
-          Gemm(true, false, P, N, q, 1.0f, s.xw, P, Bg, ldbc, 1.0f, S, N);
-        }
-      }
-    }
+    for (int g = 0; g < d.G; ++g)  // cb[l, s] = C_l . B_s  [q, q], once per group
+      Gemm(Threads{nt}, false, true, q, q, N, 1.0f, c + static_cast<size_t>(c0) * ldbc + g * N, ldbc,
+           b + static_cast<size_t>(c0) * ldbc + g * N, ldbc, 0.0f, cb + static_cast<size_t>(g) * Q * Q, q);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int h = 0; h < d.H; ++h)
+      ChunkHead(d, h, c0, q, x, ldx, b, c, ldbc, loga, state, y, ldy,
+                cb + static_cast<size_t>(h / (d.H / d.G)) * Q * Q, state_zero,
+                per_thread + per * omp_get_thread_num(), Q);
     state_zero = false;
   }
 }
 
+}  // namespace subq::ops::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace subq::ops {
+HWY_EXPORT(StepImpl);
+HWY_EXPORT(StepBatchImpl);
+HWY_EXPORT(ScanImpl);
+
+size_t SsdScratchFloats(const SsdDims& d, int chunk) { return SsdScratchFloats(Threads{1}, d, chunk); }
+size_t SsdScratchFloats(const Threads& th, const SsdDims& d, int chunk) {
+  const size_t Q = static_cast<size_t>(std::max(1, chunk));
+  return SharedFloats(d, Q) + static_cast<size_t>(std::max(1, th.n)) * PerThreadFloats(d, Q);
+}
+
+void SsdStep(const SsdDims& d, const float* x, const float* b, const float* c, const float* loga, float* state,
+             float* y) {
+  HWY_DYNAMIC_DISPATCH(StepImpl)(1, d, x, b, c, loga, state, y);
+}
+void SsdStep(const Threads& th, const SsdDims& d, const float* x, const float* b, const float* c, const float* loga,
+             float* state, float* y) {
+  HWY_DYNAMIC_DISPATCH(StepImpl)(std::max(1, th.n), d, x, b, c, loga, state, y);
+}
+void SsdStepBatch(const Threads& th, const SsdDims& d, int B, const float* x, int ldx, const float* b, const float* c,
+                  int ldbc, const float* loga, int ldloga, float* const* states, float* y, int ldy) {
+  HWY_DYNAMIC_DISPATCH(StepBatchImpl)(std::max(1, th.n), d, B, x, ldx, b, c, ldbc, loga, ldloga, states, y, ldy);
+}
+
+void SsdChunkedScan(const SsdDims& d, int L, int chunk, const float* x, int ldx, const float* b, const float* c,
+                    int ldbc, const float* loga, float* state, float* y, int ldy, float* scratch) {
+  HWY_DYNAMIC_DISPATCH(ScanImpl)(1, d, L, chunk, x, ldx, b, c, ldbc, loga, state, y, ldy, scratch);
+}
+void SsdChunkedScan(const Threads& th, const SsdDims& d, int L, int chunk, const float* x, int ldx, const float* b,
+                    const float* c, int ldbc, const float* loga, float* state, float* y, int ldy, float* scratch) {
+  HWY_DYNAMIC_DISPATCH(ScanImpl)(std::max(1, th.n), d, L, chunk, x, ldx, b, c, ldbc, loga, state, y, ldy, scratch);
+}
 }  // namespace subq::ops
+#endif

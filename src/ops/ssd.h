@@ -12,6 +12,8 @@
 #pragma once
 #include <cstddef>
 
+#include "util/threads.h"
+
 namespace subq::ops {
 
 struct SsdDims {
@@ -30,5 +32,18 @@ size_t SsdScratchFloats(const SsdDims& d, int chunk);
 // state in it. scratch: SsdScratchFloats(d, chunk) floats, 8-byte aligned.
 void SsdChunkedScan(const SsdDims& d, int L, int chunk, const float* x, int ldx, const float* b, const float* c,
                     int ldbc, const float* loga, float* state, float* y, int ldy, float* scratch);
+
+// Threaded forms (added beside the frozen ones; same numerics). Work splits over heads (and over
+// sequences x heads for the batch), with th.n threads.
+void SsdStep(const Threads& th, const SsdDims& d, const float* x, const float* b, const float* c, const float* loga,
+             float* state, float* y);
+// One token of each of B sequences (batched decode): sequence i reads rows x + i*ldx, b/c + i*ldbc,
+// loga + i*ldloga ([H] each), advances its own state states[i] ([H, P, N]) and writes y + i*ldy.
+void SsdStepBatch(const Threads& th, const SsdDims& d, int B, const float* x, int ldx, const float* b, const float* c,
+                  int ldbc, const float* loga, int ldloga, float* const* states, float* y, int ldy);
+// scratch: SsdScratchFloats(th, d, chunk) floats (grows with th.n), 8-byte aligned.
+size_t SsdScratchFloats(const Threads& th, const SsdDims& d, int chunk);
+void SsdChunkedScan(const Threads& th, const SsdDims& d, int L, int chunk, const float* x, int ldx, const float* b,
+                    const float* c, int ldbc, const float* loga, float* state, float* y, int ldy, float* scratch);
 
 }  // namespace subq::ops
