@@ -76,7 +76,7 @@ size_t DiscreteMamba2Mixer::WeightBytes() const {
 size_t DiscreteMamba2Mixer::ScratchFloats(int T, int n_threads) const {
   const size_t E = c_.d_inner(), Hv = c_.n_v_heads;
   return static_cast<size_t>(T) * (proj_rows() + conv_dim() + Hv + E) +
-         static_cast<size_t>(n_threads) * (SsmScanScratchFloats(dims(), c_.chunk_size) + Arena::kAlign) +
+         static_cast<size_t>(n_threads) * (SsmScanScratchFloats(Threads{n_threads}, dims(), c_.chunk_size) + Arena::kAlign) +
          6 * Arena::kAlign + (kept_ ? kept_->ScratchFloats(T, n_threads) : 0);
 }
 
@@ -110,10 +110,12 @@ void DiscreteMamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlic
   float* xbc = a.Take(static_cast<size_t>(T) * cd);     // [T, x | B | C]
   float* loga = a.Take(static_cast<size_t>(T) * Hv);    // [T, Hv]
   float* y = a.Take(static_cast<size_t>(T) * E);        // [T, E]
-  const size_t scan_floats = SsmScanScratchFloats(dims(), c_.chunk_size) + Arena::kAlign;
+  // One sequence: its scan uses every thread (over heads); several: one thread per sequence.
+  const int S = static_cast<int>(seqs.size());
+  const Threads inner = S == 1 ? ctx.threads : Threads{1};
+  const size_t scan_floats = SsmScanScratchFloats(ctx.threads, dims(), c_.chunk_size) + Arena::kAlign;
   float* scan = a.Take(scan_floats * ctx.threads.n);
   ops::Linear(ctx.threads, u, T, w_.in_proj, proj);
-  const int S = static_cast<int>(seqs.size());
 #pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1) if (S > 1)
   for (int i = 0; i < S; ++i) {
     const SeqSlice& s = seqs[i];
@@ -128,7 +130,7 @@ void DiscreteMamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlic
 #ifdef _OPENMP
     my += scan_floats * static_cast<size_t>(omp_get_thread_num());
 #endif
-    SsmScan(dims(), s.n, c_.chunk_size, X, cd, B, C, cd, loga + r0 * Hv, st, Y, E, my);
+    SsmScan(inner, dims(), s.n, c_.chunk_size, X, cd, B, C, cd, loga + r0 * Hv, st, Y, E, my);
     for (int t = 0; t < s.n; ++t)  // y += D x
       for (int h = 0; h < Hv; ++h) {
         const float d = w_.D.data[h];

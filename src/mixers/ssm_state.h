@@ -37,9 +37,10 @@ class SsmLayerState : public LayerState {
 namespace subq {
 
 // Runs one sequence's n tokens through the SSD recurrence of `st` (step when n == 1, else the chunked
-// scan; ops/ssd.h for the layouts), for f32 or bf16 state. scratch: SsmScanScratchFloats floats.
-size_t SsmScanScratchFloats(const ops::SsdDims& d, int chunk);
-void SsmScan(const ops::SsdDims& d, int n, int chunk, const float* x, int ldx, const float* b, const float* c, int ldbc,
+// scan; ops/ssd.h for the layouts), for f32 or bf16 state, with th.n threads over heads.
+// scratch: SsmScanScratchFloats(th, ...) floats.
+size_t SsmScanScratchFloats(const Threads& th, const ops::SsdDims& d, int chunk);
+void SsmScan(const Threads& th, const ops::SsdDims& d, int n, int chunk, const float* x, int ldx, const float* b, const float* c, int ldbc,
              const float* loga, SsmLayerState& st, float* y, int ldy, float* scratch);
 
 }  // namespace subq
