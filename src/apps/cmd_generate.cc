@@ -16,18 +16,23 @@ struct GenerateOptions {
   std::string model, tokenizer, prompt;
   int max_tokens = 128;
   SamplerConfig sampler;
-  bool no_bos = false;
+  bool no_bos = false, no_check_weights = false, allow_longer = false;
 };
 
 int RunGenerate(const GenerateOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
-  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true);
+  if (Status v = ValidateSamplerConfig(o.sampler); !v.ok()) return ReportError(v);
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights);
   if (!lm.ok()) return ReportError(lm.status());
   const Model& model = *lm->model;
   const Tokenizer& tok = *lm->tokenizer;
   const ModelConfig& cfg = model.config();
   std::vector<int> ids = tok.Encode(o.prompt, !o.no_bos);
   if (ids.empty()) return ReportError(Errorf("the prompt encodes to no tokens (pass a prompt or drop --no-bos)"));
+  if (Status c = CheckContextLimit(cfg, static_cast<int64_t>(ids.size()) + o.max_tokens, "prompt + --max-tokens",
+                                   o.allow_longer);
+      !c.ok())
+    return ReportError(c);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
@@ -52,6 +57,7 @@ int RunGenerate(const GenerateOptions& o) {
   auto td = std::chrono::steady_clock::now();
   int generated = 0;
   for (; generated < o.max_tokens; ++generated) {
+    if (st = CheckLogitsFinite(logits.data(), cfg.vocab_size); !st.ok()) return ReportError(st);
     int next = sampler.Sample(logits.data(), cfg.vocab_size);
     if (next == tok.eos_id() || next == cfg.eos_id) break;
     std::string piece = stream.Next(next);
@@ -84,6 +90,8 @@ void AddGenerateCommand(CLI::App& app) {
   c->add_option("--top-p", o->sampler.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
   c->add_option("--seed", o->sampler.seed, "random seed");
   c->add_flag("--no-bos", o->no_bos, "do not prepend the BOS token");
+  c->add_flag("--allow-longer", o->allow_longer, "run past the model's context limit (with a warning)");
+  AddNoCheckWeightsFlag(c, &o->no_check_weights);
   c->callback([o] { ExitCode() = RunGenerate(*o); });
 }
 

@@ -3,12 +3,15 @@
 #include <cstdio>
 #include <sstream>
 
+#include "io/tensor_check.h"
+
 namespace subq {
 
 Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& tokenizer_path, bool load_tokenizer,
-                              int chunk) {
+                              int chunk, bool check_weights) {
   LoadedModel lm;
   SUBQ_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(model_path));
+  if (check_weights) SUBQ_RETURN_IF_ERROR(CheckTensorsFinite(ck.tensors));
   lm.ckpt = std::make_unique<Checkpoint>(std::move(ck));
   if (chunk > 0) {
     ModelConfig& c = lm.ckpt->config;
@@ -27,6 +30,32 @@ Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& 
                     model_path, mv);
   }
   return lm;
+}
+
+void AddNoCheckWeightsFlag(CLI::App* cmd, bool* no_check_weights) {
+  cmd->add_flag("--no-check-weights", *no_check_weights, "load weights holding NaN/Inf without an error");
+}
+
+int ContextLimit(const ModelConfig& cfg) {
+  for (const LayerConfig& l : cfg.layers)
+    if (l.mixer == MixerKind::kAttention || !l.attention_heads.empty()) return cfg.max_seq_len;
+  return 0;
+}
+
+std::string ContextLimitText(const ModelConfig& cfg) {
+  const int limit = ContextLimit(cfg);
+  return limit > 0 ? fmt::format("{} tokens (max_seq_len; attention layers)", limit)
+                   : std::string("unlimited (state is constant)");
+}
+
+Status CheckContextLimit(const ModelConfig& cfg, int64_t tokens, const std::string& what, bool allow_longer) {
+  const int limit = ContextLimit(cfg);
+  if (limit <= 0 || tokens <= limit) return Status::Ok();
+  const std::string msg = fmt::format("{} is {} tokens, beyond the model's context limit of {} (max_seq_len)", what,
+                                      tokens, limit);
+  if (!allow_longer) return Errorf("{}; pass --allow-longer to run anyway (quality degrades past the limit)", msg);
+  std::fprintf(stderr, "subq: warning: %s; running anyway (--allow-longer)\n", msg.c_str());
+  return Status::Ok();
 }
 
 int ReportError(const Status& s) {

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "io/checkpoint.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
@@ -18,9 +20,21 @@ struct LoadedModel {
 
 // Reads the checkpoint at `model_path`, builds the model and (optionally) its tokenizer (`tokenizer_path`
 // overrides the one found beside / inside the checkpoint), checking that their vocabularies match.
-// chunk > 0 overrides the chunk length of every recurrent mixer.
+// chunk > 0 overrides the chunk length of every recurrent mixer. check_weights: refuse NaN/Inf weights.
 Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& tokenizer_path, bool load_tokenizer,
-                              int chunk = 0);
+                              int chunk = 0, bool check_weights = true);
+
+// Adds --no-check-weights (skip the load-time NaN/Inf scan of the weights) to a command.
+void AddNoCheckWeightsFlag(CLI::App* cmd, bool* no_check_weights);
+
+// Tokens a model can attend over: config.max_seq_len when any layer (or kept head) is attention; 0 for a
+// pure recurrent model, whose state is constant and has no limit.
+int ContextLimit(const ModelConfig& cfg);
+// "max_seq_len N" / "unlimited (state is constant)", for `inspect`.
+std::string ContextLimitText(const ModelConfig& cfg);
+// Refuses `tokens` beyond the model's context limit (`what` says what they are, e.g. "prompt + --max-tokens");
+// with allow_longer it only warns on stderr.
+Status CheckContextLimit(const ModelConfig& cfg, int64_t tokens, const std::string& what, bool allow_longer);
 
 // Prints "subq: error: <message>" to stderr and returns the exit code 1.
 int ReportError(const Status& s);

@@ -119,6 +119,16 @@ bool IsValidUtf8(std::string_view s) {
 
 }  // namespace tok
 
+size_t FirstNonTextByte(std::string_view text) {
+  size_t pos = 0, prefix = 0;
+  while (pos < text.size()) {
+    const size_t n = tok::ValidSeqAt(text, pos, &prefix);
+    if (n == 0 || text[pos] == '\0') return pos;
+    pos += n;
+  }
+  return std::string_view::npos;
+}
+
 // ---- loading ----
 
 Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {

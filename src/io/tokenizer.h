@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/checkpoint.h"
@@ -46,6 +47,9 @@ class DecodeStream {
   std::vector<int> window_;  // context tokens, then the tokens whose text is still pending
   size_t emitted_ = 0;       // bytes of Decode(window_) already returned (or part of the prompt)
 };
+
+// Offset of the first byte of `text` that is not valid UTF-8 or is a NUL (binary data), or npos.
+size_t FirstNonTextByte(std::string_view text);
 
 // Loads a tokenizer from a file (.bin llama2.c, .model SentencePiece, tokenizer.json) or a folder
 // (tokenizer.json preferred, else tokenizer.model).
