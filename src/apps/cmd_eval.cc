@@ -1,5 +1,6 @@
 // subq eval: sliding-window perplexity of a model over a text file.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -42,6 +43,8 @@ int RunEval(const EvalOptions& o) {
   });
   std::fprintf(stderr, "\n");
   if (!r.ok()) return ReportError(r.status());
+  if (!std::isfinite(r->perplexity))
+    return ReportError(Errorf("perplexity is {}: the model produced non-finite logits", r->perplexity));
   if (o.json) {
     nlohmann::json j = {{"model", o.model}, {"text", o.text},     {"perplexity", r->perplexity},
                         {"nll", r->nll},    {"tokens", r->tokens}, {"window", window},
