@@ -31,9 +31,10 @@ int RunEval(const EvalOptions& o) {
   if (!ids.ok()) return ReportError(ids.status());
   std::vector<int> tokens = std::move(*ids);
   if (o.max_tokens > 0 && static_cast<int64_t>(tokens.size()) > o.max_tokens) tokens.resize(o.max_tokens);
-  const int window = o.window > 0 ? o.window : std::min(lm->model->config().max_seq_len, 512);
-  if (Status c = CheckContextLimit(lm->model->config(), window, "--window", o.allow_longer); !c.ok())
-    return ReportError(c);
+  auto fit = FitContextLimit(*lm->model, o.window > 0 ? o.window : std::min(lm->model->config().max_seq_len, 512),
+                             "--window", o.allow_longer);
+  if (!fit.ok()) return ReportError(fit.status());
+  const int window = static_cast<int>(*fit);
   const int stride = o.stride > 0 ? o.stride : std::max(1, window / 2);
   auto t0 = std::chrono::steady_clock::now();
   auto r = Perplexity(*lm->model, tokens, window, stride, [&](int64_t done, int64_t total) {
@@ -69,7 +70,7 @@ void AddEvalCommand(CLI::App& app) {
   c->add_option("--window", o->window, "tokens per window (default min(max_seq_len, 512))")->check(CLI::PositiveNumber);
   c->add_option("--stride", o->stride, "window stride (default window/2)")->check(CLI::PositiveNumber);
   c->add_option("--max-tokens", o->max_tokens, "score at most this many tokens")->check(CLI::NonNegativeNumber);
-  c->add_flag("--allow-longer", o->allow_longer, "allow a --window beyond the model's context limit (with a warning)");
+  c->add_flag("--allow-longer", o->allow_longer, "cap a --window beyond the model's context limit at the limit (warning)");
   AddNoCheckWeightsFlag(c, &o->no_check_weights);
   c->callback([o] { ExitCode() = RunEval(*o); });
 }

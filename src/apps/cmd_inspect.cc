@@ -28,7 +28,7 @@ int RunInspect(const InspectOptions& o) {
     if (!model.ok()) return ReportError(model.status());
     std::printf("%s (%s)\n", o.model.c_str(), ck->format.c_str());
     std::printf("config:\n%s", ck->config.ToString().c_str());
-    std::printf("context limit: %s\n", ContextLimitText(ck->config).c_str());
+    std::printf("context limit: %s\n", ContextLimitText(**model).c_str());
     for (const auto& m : ck->metadata) std::printf("  %s\n", m.c_str());
     std::printf("tensors (%zu):\n", ck->tensors.tensors().size());
     size_t total = 0;

@@ -36,26 +36,19 @@ void AddNoCheckWeightsFlag(CLI::App* cmd, bool* no_check_weights) {
   cmd->add_flag("--no-check-weights", *no_check_weights, "load weights holding NaN/Inf without an error");
 }
 
-int ContextLimit(const ModelConfig& cfg) {
-  for (const LayerConfig& l : cfg.layers)
-    if (l.mixer == MixerKind::kAttention || !l.attention_heads.empty()) return cfg.max_seq_len;
-  return 0;
+std::string ContextLimitText(const Model& model) {
+  return model.has_attention() ? fmt::format("{} tokens (max_seq_len; attention layers)", model.context_limit())
+                               : std::string("unlimited (state is constant)");
 }
 
-std::string ContextLimitText(const ModelConfig& cfg) {
-  const int limit = ContextLimit(cfg);
-  return limit > 0 ? fmt::format("{} tokens (max_seq_len; attention layers)", limit)
-                   : std::string("unlimited (state is constant)");
-}
-
-Status CheckContextLimit(const ModelConfig& cfg, int64_t tokens, const std::string& what, bool allow_longer) {
-  const int limit = ContextLimit(cfg);
-  if (limit <= 0 || tokens <= limit) return Status::Ok();
+Result<int64_t> FitContextLimit(const Model& model, int64_t tokens, const std::string& what, bool allow_longer) {
+  const int64_t limit = model.context_limit();
+  if (tokens <= limit) return tokens;
   const std::string msg = fmt::format("{} is {} tokens, beyond the model's context limit of {} (max_seq_len)", what,
                                       tokens, limit);
-  if (!allow_longer) return Errorf("{}; pass --allow-longer to run anyway (quality degrades past the limit)", msg);
-  std::fprintf(stderr, "subq: warning: %s; running anyway (--allow-longer)\n", msg.c_str());
-  return Status::Ok();
+  if (!allow_longer) return Errorf("{}; pass --allow-longer to stop at the limit instead", msg);
+  std::fprintf(stderr, "subq: warning: %s; stopping at the limit (--allow-longer)\n", msg.c_str());
+  return limit;
 }
 
 int ReportError(const Status& s) {

@@ -27,14 +27,12 @@ Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& 
 // Adds --no-check-weights (skip the load-time NaN/Inf scan of the weights) to a command.
 void AddNoCheckWeightsFlag(CLI::App* cmd, bool* no_check_weights);
 
-// Tokens a model can attend over: config.max_seq_len when any layer (or kept head) is attention; 0 for a
-// pure recurrent model, whose state is constant and has no limit.
-int ContextLimit(const ModelConfig& cfg);
-// "max_seq_len N" / "unlimited (state is constant)", for `inspect`.
-std::string ContextLimitText(const ModelConfig& cfg);
-// Refuses `tokens` beyond the model's context limit (`what` says what they are, e.g. "prompt + --max-tokens");
-// with allow_longer it only warns on stderr.
-Status CheckContextLimit(const ModelConfig& cfg, int64_t tokens, const std::string& what, bool allow_longer);
+// "N tokens (max_seq_len; attention layers)" or "unlimited (state is constant)", for `inspect`.
+std::string ContextLimitText(const Model& model);
+// `tokens` if within the model's context limit. Beyond it: an error (`what` names the tokens, e.g.
+// "prompt + --max-tokens") that mentions --allow-longer, or with allow_longer a warning on stderr and the
+// limit instead (the engine never runs past it).
+Result<int64_t> FitContextLimit(const Model& model, int64_t tokens, const std::string& what, bool allow_longer);
 
 // Prints "subq: error: <message>" to stderr and returns the exit code 1.
 int ReportError(const Status& s);
