@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan) and runs each for SECONDS with a seed corpus made from the
-# real checkpoints in the data dir (copied to a temp dir, never into the repo).
+# real checkpoints in the data dir and the seeds in fuzz/corpus/ (copied to a temp dir: what the fuzzer
+# adds never lands in the repo). Prints each target's executions and coverage (libFuzzer's cov/ft).
 # Usage: scripts/run_fuzzers.sh BUILD_DIR SECONDS      (env: SUBQ_DATA, JOBS, FUZZ_TARGETS)
 # Exits non-zero if a target fails to build or any run finds a crash/leak/timeout; crash inputs are kept
 # in BUILD_DIR/fuzz-artifacts/.
@@ -10,8 +11,9 @@ BUILD_DIR=${1:?usage: run_fuzzers.sh BUILD_DIR SECONDS}
 SECONDS_PER=${2:?usage: run_fuzzers.sh BUILD_DIR SECONDS}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${SUBQ_DATA:-$ROOT/../shared/data}
+export SUBQ_DATA=$DATA  # the seed recipes name ${SUBQ_DATA} files
 JOBS=${JOBS:-2}
-TARGETS=${FUZZ_TARGETS:-"fuzz_llama2c fuzz_gguf fuzz_safetensors fuzz_hf_config"}
+TARGETS=${FUZZ_TARGETS:-"fuzz_llama2c fuzz_gguf fuzz_safetensors fuzz_hf_config fuzz_tokenizer_json fuzz_tokenizer_bin fuzz_tokenizer_model fuzz_recipe fuzz_checkpoint_manifest"}
 
 [[ -f "$DATA/stories260K/stories260K.bin" ]] || { echo "run_fuzzers: real data not found in $DATA (set SUBQ_DATA)" >&2; exit 2; }
 
@@ -27,6 +29,7 @@ mkdir -p "$ART"
 
 # Seed corpora from the real files (small JSON variants for config.json).
 mkdir -p "$WORK"/{llama2c,gguf,safetensors,hf_config}
+for seeds in "$ROOT"/fuzz/corpus/*/; do cp -r "$seeds" "$WORK/"; done
 cp "$DATA/stories260K/stories260K.bin" "$DATA/llama2xs/model.bin" "$DATA/babyllama/model5000.bin" "$WORK/llama2c/" 2>/dev/null || true
 cp "$DATA/stories260K/stories260K.gguf" "$WORK/gguf/"
 cp "$DATA/stories260K/hf/model.safetensors" "$WORK/safetensors/"
@@ -118,6 +121,11 @@ for t in $TARGETS; do
     fuzz_gguf) corpus=gguf; max_len=1300000 ;;
     fuzz_safetensors) corpus=safetensors; max_len=1100000 ;;
     fuzz_hf_config) corpus=hf_config; max_len=4096 ;;
+    fuzz_tokenizer_json) corpus=tokenizer_json; max_len=65536 ;;
+    fuzz_tokenizer_bin) corpus=tokenizer_bin; max_len=16384 ;;
+    fuzz_tokenizer_model) corpus=tokenizer_model; max_len=16384 ;;
+    fuzz_recipe) corpus=recipe; max_len=8192 ;;
+    fuzz_checkpoint_manifest) corpus=checkpoint_manifest; max_len=8192 ;;
     *) echo "run_fuzzers: unknown target $t" >&2; exit 2 ;;
   esac
   extra=()
@@ -127,7 +135,8 @@ for t in $TARGETS; do
   if TMPDIR="$WORK" "$BUILD_DIR/$t" "$WORK/out_$corpus" "$WORK/$corpus" "${extra[@]}" \
       -max_total_time="$SECONDS_PER" -max_len="$max_len" -rss_limit_mb=2048 -timeout=20 \
       -artifact_prefix="$ART/$t-" -print_final_stats=1 >"$WORK/$t.log" 2>&1; then
-    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$WORK/$t.log" | tr '\n' ' '; echo
+    { grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$WORK/$t.log"
+      grep -oE "DONE +cov: [0-9]+ ft: [0-9]+" "$WORK/$t.log" | tail -1; } | tr '\n' ' '; echo
   else
     echo "run_fuzzers: $t FAILED (log tail below; crash inputs in $ART)" >&2
     tail -40 "$WORK/$t.log" >&2

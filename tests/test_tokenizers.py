@@ -264,3 +264,14 @@ def test_malformed_files_are_errors(subq_bin, data_dir, tmp_path):
         err = _tokenize_error(subq_bin, p)
         assert str(p) in err, (name, err)
     assert "not found" in _tokenize_error(subq_bin, tmp_path / "missing.bin")
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama3", "spm_style", "spm_metaspace"])
+def test_tokenizer_json_decode_stream_matches_decode(subq_bin, hf_tokenizers, name):
+    """The windowed DecodeStream equals the library's whole-sequence decode, including byte-level and
+    byte-fallback pieces of multi-byte characters split across tokens."""
+    path, tok = hf_tokenizers[name]
+    text = "Ünïcödé 世界 🙂 👍🏽 split across byte tokens, then plain words. " * 3
+    ids = tok.encode(text, add_special_tokens=False).ids
+    out = run_subq(subq_bin, "tokenize", "--tokenizer", path, "--stream", "--decode-ids", ",".join(map(str, ids)))
+    assert out.stdout == tok.decode(ids), name

@@ -13,7 +13,11 @@ void AddDistillCommand(CLI::App& app) {
   cmd->add_option("--recipe", o->recipe, "Recipe YAML (recipes/*.yaml)")->required();
   cmd->add_option("--out", o->out_dir, "Output folder: exported student, metrics, plots, checkpoint")->required();
   cmd->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->add_flag("--resume", o->resume, "Continue from the checkpoint in --out");
+  cmd->add_flag("--resume", o->resume, "Continue from the newest intact checkpoint in --out");
+  cmd->add_flag("--resume-anyway", o->resume_anyway,
+                "With --resume: continue even if the recipe, teacher, data or world size changed (logged)");
+  cmd->add_option("--keep-checkpoints", o->keep_checkpoints, "Checkpoints to keep (default 2)")
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--threads", o->threads, "Torch CPU threads (default: all cores)");
   cmd->add_option("--set", o->overrides, "Recipe override key=value (dotted keys), repeatable");
   cmd->add_option("--stages", o->stages, "Run only these stages (1-based, comma separated)")->delimiter(',');

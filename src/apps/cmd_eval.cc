@@ -1,5 +1,6 @@
 // subq eval: sliding-window perplexity of a model over a text file.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -18,13 +19,13 @@ namespace {
 
 struct EvalOptions {
   std::string model, tokenizer, text, state_dtype = "f32";
-  bool json = false;
+  bool json = false, no_check_weights = false, allow_longer = false;
   int window = 0, stride = 0, piece = -1;
   int64_t max_tokens = 0;
 };
 
 int RunEval(const EvalOptions& o) {
-  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, 0, o.state_dtype);
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights, o.state_dtype);
   if (!lm.ok()) return ReportError(lm.status());
   // With a bf16 state, also score the f32-state model (same weights) to report the change.
   std::unique_ptr<Model> f32_model;
@@ -39,7 +40,10 @@ int RunEval(const EvalOptions& o) {
   if (!ids.ok()) return ReportError(ids.status());
   std::vector<int> tokens = std::move(*ids);
   if (o.max_tokens > 0 && static_cast<int64_t>(tokens.size()) > o.max_tokens) tokens.resize(o.max_tokens);
-  const int window = o.window > 0 ? o.window : std::min(lm->model->config().max_seq_len, 512);
+  auto fit = FitContextLimit(*lm->model, o.window > 0 ? o.window : std::min(lm->model->config().max_seq_len, 512),
+                             "--window", o.allow_longer);
+  if (!fit.ok()) return ReportError(fit.status());
+  const int window = static_cast<int>(*fit);
   const int stride = o.stride > 0 ? o.stride : std::max(1, window / 2);
   // A bf16 state matters where it is stored between calls: by default score it on the decode path.
   const int piece = o.piece >= 0 ? o.piece : (f32_model ? 1 : 0);
@@ -51,6 +55,8 @@ int RunEval(const EvalOptions& o) {
   }, piece);
   std::fprintf(stderr, "\n");
   if (!r.ok()) return ReportError(r.status());
+  if (!std::isfinite(r->perplexity))
+    return ReportError(Errorf("perplexity is {}: the model produced non-finite logits", r->perplexity));
   double f32_ppl = 0.0;
   if (f32_model) {
     auto r32 = Perplexity(*f32_model, tokens, window, stride, nullptr, piece);
@@ -92,6 +98,8 @@ void AddEvalCommand(CLI::App& app) {
   c->add_option("--piece", o->piece,
                 "feed each window in pieces of this many tokens (0: whole window; default 1 with a bf16 state)")
       ->check(CLI::NonNegativeNumber);
+  c->add_flag("--allow-longer", o->allow_longer, "cap a --window beyond the model's context limit at the limit (warning)");
+  AddNoCheckWeightsFlag(c, &o->no_check_weights);
   c->callback([o] { ExitCode() = RunEval(*o); });
 }
 

@@ -16,26 +16,28 @@ struct GenerateOptions {
   std::string model, tokenizer, prompt, state_dtype = "f32";
   int max_tokens = 128;
   SamplerConfig sampler;
-  bool no_bos = false;
+  bool no_bos = false, no_check_weights = false, allow_longer = false;
 };
 
 int RunGenerate(const GenerateOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
-  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, 0, o.state_dtype);
+  if (Status v = ValidateSamplerConfig(o.sampler); !v.ok()) return ReportError(v);
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights, o.state_dtype);
   if (!lm.ok()) return ReportError(lm.status());
   const Model& model = *lm->model;
   const Tokenizer& tok = *lm->tokenizer;
   const ModelConfig& cfg = model.config();
   std::vector<int> ids = tok.Encode(o.prompt, !o.no_bos);
   if (ids.empty()) return ReportError(Errorf("the prompt encodes to no tokens (pass a prompt or drop --no-bos)"));
+  auto fit = FitContextLimit(model, static_cast<int64_t>(ids.size()) + o.max_tokens, "prompt + --max-tokens",
+                             o.allow_longer);
+  if (!fit.ok()) return ReportError(fit.status());
+  const int max_tokens = static_cast<int>(std::max<int64_t>(0, *fit - static_cast<int64_t>(ids.size())));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
   std::fflush(stdout);
-  const int64_t need = static_cast<int64_t>(ids.size()) + o.max_tokens;
-  if (need > model.context_limit())
-    return ReportError(Errorf("prompt ({} tokens) + --max-tokens ({}) exceed the model's context limit of {} tokens",
-                              ids.size(), o.max_tokens, model.context_limit()));
+  const int64_t need = static_cast<int64_t>(ids.size()) + max_tokens;
   auto seq_or = model.NewSequence(model.has_attention() ? static_cast<int>(need) : 0);
   if (!seq_or.ok()) return ReportError(seq_or.status());
   SequenceState seq = std::move(*seq_or);
@@ -51,13 +53,14 @@ int RunGenerate(const GenerateOptions& o) {
 
   auto td = std::chrono::steady_clock::now();
   int generated = 0;
-  for (; generated < o.max_tokens; ++generated) {
+  for (; generated < max_tokens; ++generated) {
+    if (st = CheckLogitsFinite(logits.data(), cfg.vocab_size); !st.ok()) return ReportError(st);
     int next = sampler.Sample(logits.data(), cfg.vocab_size);
     if (next == tok.eos_id() || next == cfg.eos_id) break;
     std::string piece = stream.Next(next);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
-    if (generated + 1 == o.max_tokens) { ++generated; break; }
+    if (generated + 1 == max_tokens) { ++generated; break; }
     st = model.Forward(&next, 1, seq, ws, logits.data());
     if (!st.ok()) return ReportError(st);
   }
@@ -85,6 +88,8 @@ void AddGenerateCommand(CLI::App& app) {
   c->add_option("--seed", o->sampler.seed, "random seed");
   c->add_flag("--no-bos", o->no_bos, "do not prepend the BOS token");
   AddStateDtypeOption(c, &o->state_dtype);
+  c->add_flag("--allow-longer", o->allow_longer, "stop at the model's context limit instead of refusing (warning)");
+  AddNoCheckWeightsFlag(c, &o->no_check_weights);
   c->callback([o] { ExitCode() = RunGenerate(*o); });
 }
 

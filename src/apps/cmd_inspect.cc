@@ -5,6 +5,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "io/tensor_check.h"
 #include "util/png.h"
 
 namespace subq {
@@ -12,7 +13,7 @@ namespace {
 
 struct InspectOptions {
   std::string model, tokenizer, prompt, png;
-  bool mixing_matrix = false;
+  bool mixing_matrix = false, no_check_weights = false;
   int layer = 0, head = 0;
 };
 
@@ -20,11 +21,14 @@ int RunInspect(const InspectOptions& o) {
   if (!o.mixing_matrix) {
     auto ck = ReadCheckpoint(o.model);
     if (!ck.ok()) return ReportError(ck.status());
+    if (!o.no_check_weights)
+      if (Status w = CheckTensorsFinite(ck->tensors); !w.ok()) return ReportError(w);
     // Building the model validates every tensor's presence and shape.
     auto model = Model::FromCheckpoint(*ck);
     if (!model.ok()) return ReportError(model.status());
     std::printf("%s (%s)\n", o.model.c_str(), ck->format.c_str());
     std::printf("config:\n%s", ck->config.ToString().c_str());
+    std::printf("context limit: %s\n", ContextLimitText(**model).c_str());
     for (const auto& m : ck->metadata) std::printf("  %s\n", m.c_str());
     std::printf("tensors (%zu):\n", ck->tensors.tensors().size());
     size_t total = 0;
@@ -35,7 +39,7 @@ int RunInspect(const InspectOptions& o) {
     std::printf("parameters: %zu\n", total);
     return 0;
   }
-  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true);
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights);
   if (!lm.ok()) return ReportError(lm.status());
   std::vector<int> ids = lm->tokenizer->Encode(o.prompt, true);
   auto m = lm->model->MixingMatrix(ids, o.layer);
@@ -72,6 +76,7 @@ void AddInspectCommand(CLI::App& app) {
   c->add_option("--head", o->head, "head index")->check(CLI::NonNegativeNumber);
   c->add_option("--prompt", o->prompt, "prompt text for --mixing-matrix");
   c->add_option("--png", o->png, "write the heatmap to this PNG file");
+  AddNoCheckWeightsFlag(c, &o->no_check_weights);
   c->callback([o] {
     if (o->mixing_matrix && o->prompt.empty()) {
       ExitCode() = ReportError(Errorf("--mixing-matrix needs --prompt"));

@@ -12,12 +12,13 @@ namespace {
 
 struct LogitsOptions {
   std::string model, tokenizer, ids, prompt, out;
-  bool step = false;
+  bool step = false, no_check_weights = false;
   int chunk = 0;
 };
 
 int RunLogits(const LogitsOptions& o) {
-  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/!o.prompt.empty(), o.chunk);
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/!o.prompt.empty(), o.chunk,
+                      !o.no_check_weights);
   if (!lm.ok()) return ReportError(lm.status());
   std::vector<int> ids;
   if (!o.prompt.empty()) {
@@ -62,6 +63,7 @@ void AddLogitsCommand(CLI::App& app) {
   c->add_option("--out", o->out, "output .npy path")->required();
   c->add_flag("--step", o->step, "feed tokens one at a time (decode path) instead of one prefill");
   c->add_option("--chunk", o->chunk, "override the chunk length of recurrent mixers")->check(CLI::PositiveNumber);
+  AddNoCheckWeightsFlag(c, &o->no_check_weights);
   c->callback([o] {
     if (o->ids.empty() && o->prompt.empty()) {
       ExitCode() = ReportError(Errorf("logits: give --ids or --prompt"));

@@ -14,6 +14,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "io/json_read.h"
 #include "io/tokenizer.h"
 
 namespace subq {
@@ -30,12 +31,19 @@ Result<std::string> ReadWholeFile(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 
-Result<nlohmann::json> ReadJsonFile(const std::string& path) {
-  SUBQ_ASSIGN_OR_RETURN(std::string s, ReadWholeFile(path));
-  auto j = nlohmann::json::parse(s, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Errorf("{}: not valid JSON", path);
+Result<nlohmann::json> ReadJsonList(const std::string& path) {
+  SUBQ_ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonFileWithLimits(path));
   if (!j.is_array()) return Errorf("{}: expected a JSON list", path);
   return j;
+}
+
+// Ids the tokenizer cannot decode are errors, not silently dropped.
+Status CheckIdsInVocab(const std::vector<int>& ids, const Tokenizer& t) {
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= t.vocab_size())
+      return Errorf("token id {} (position {}) is outside the vocabulary of {} ({})", ids[i], i, t.vocab_size(),
+                    t.name());
+  return Status::Ok();
 }
 
 std::string Dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
@@ -49,6 +57,7 @@ int RunTokenize(const TokenizeOptions& o) {
   if (!o.decode_ids.empty()) {
     auto ids = ParseIds(o.decode_ids);
     if (!ids.ok()) return ReportError(ids.status());
+    if (Status st = CheckIdsInVocab(*ids, t); !st.ok()) return ReportError(st);
     if (!o.stream) {
       WriteOut(t.Decode(*ids));
     } else {
@@ -58,15 +67,16 @@ int RunTokenize(const TokenizeOptions& o) {
     return 0;
   }
   if (!o.decode_batch.empty()) {
-    auto j = ReadJsonFile(o.decode_batch);
+    auto j = ReadJsonList(o.decode_batch);
     if (!j.ok()) return ReportError(j.status());
     nlohmann::json out = nlohmann::json::array();
     for (const auto& row : *j) {
       if (!row.is_array()) return ReportError(Errorf("{}: every entry must be a list of ids", o.decode_batch));
       std::vector<int> ids;
       for (const auto& v : row) {
-        if (!v.is_number_integer()) return ReportError(Errorf("{}: ids must be integers", o.decode_batch));
-        ids.push_back(v.get<int>());
+        auto id = JsonIntInRange(v, fmt::format("{}: token id", o.decode_batch), 0, t.vocab_size() - 1);
+        if (!id.ok()) return ReportError(id.status());
+        ids.push_back(static_cast<int>(*id));
       }
       out.push_back(t.Decode(ids));
     }
@@ -74,7 +84,7 @@ int RunTokenize(const TokenizeOptions& o) {
     return 0;
   }
   if (!o.batch.empty()) {
-    auto j = ReadJsonFile(o.batch);
+    auto j = ReadJsonList(o.batch);
     if (!j.ok()) return ReportError(j.status());
     nlohmann::json out = nlohmann::json::array();
     for (const auto& s : *j) {

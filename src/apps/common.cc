@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "io/tensor_check.h"
+
 namespace subq {
 
 void AddStateDtypeOption(CLI::App* c, std::string* state_dtype) {
@@ -11,9 +13,10 @@ void AddStateDtypeOption(CLI::App* c, std::string* state_dtype) {
 }
 
 Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& tokenizer_path, bool load_tokenizer,
-                              int chunk, const std::string& state_dtype) {
+                              int chunk, bool check_weights, const std::string& state_dtype) {
   LoadedModel lm;
   SUBQ_ASSIGN_OR_RETURN(Checkpoint ck, ReadCheckpoint(model_path));
+  if (check_weights) SUBQ_RETURN_IF_ERROR(CheckTensorsFinite(ck.tensors));
   lm.ckpt = std::make_unique<Checkpoint>(std::move(ck));
   if (state_dtype != "f32" && state_dtype != "bf16") return Errorf("--state-dtype must be f32 or bf16");
   lm.ckpt->config.bf16_state = state_dtype == "bf16";
@@ -34,6 +37,25 @@ Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& 
                     model_path, mv);
   }
   return lm;
+}
+
+void AddNoCheckWeightsFlag(CLI::App* cmd, bool* no_check_weights) {
+  cmd->add_flag("--no-check-weights", *no_check_weights, "load weights holding NaN/Inf without an error");
+}
+
+std::string ContextLimitText(const Model& model) {
+  return model.has_attention() ? fmt::format("{} tokens (max_seq_len; attention layers)", model.context_limit())
+                               : std::string("unlimited (state is constant)");
+}
+
+Result<int64_t> FitContextLimit(const Model& model, int64_t tokens, const std::string& what, bool allow_longer) {
+  const int64_t limit = model.context_limit();
+  if (tokens <= limit) return tokens;
+  const std::string msg = fmt::format("{} is {} tokens, beyond the model's context limit of {} (max_seq_len)", what,
+                                      tokens, limit);
+  if (!allow_longer) return Errorf("{}; pass --allow-longer to stop at the limit instead", msg);
+  std::fprintf(stderr, "subq: warning: %s; stopping at the limit (--allow-longer)\n", msg.c_str());
+  return limit;
 }
 
 int ReportError(const Status& s) {

@@ -20,12 +20,21 @@ struct LoadedModel {
 
 // Reads the checkpoint at `model_path`, builds the model and (optionally) its tokenizer (`tokenizer_path`
 // overrides the one found beside / inside the checkpoint), checking that their vocabularies match.
-// chunk > 0 overrides the chunk length of every recurrent mixer; state_dtype ("f32" or "bf16") sets the
-// precision of the recurrent state.
+// chunk > 0 overrides the chunk length of every recurrent mixer. check_weights: refuse NaN/Inf weights.
+// state_dtype ("f32" or "bf16") sets the precision of the recurrent state.
 Result<LoadedModel> LoadModel(const std::string& model_path, const std::string& tokenizer_path, bool load_tokenizer,
-                              int chunk = 0, const std::string& state_dtype = "f32");
+                              int chunk = 0, bool check_weights = true, const std::string& state_dtype = "f32");
 // Adds --state-dtype to a command.
 void AddStateDtypeOption(CLI::App* c, std::string* state_dtype);
+// Adds --no-check-weights (skip the load-time NaN/Inf scan of the weights) to a command.
+void AddNoCheckWeightsFlag(CLI::App* cmd, bool* no_check_weights);
+
+// "N tokens (max_seq_len; attention layers)" or "unlimited (state is constant)", for `inspect`.
+std::string ContextLimitText(const Model& model);
+// `tokens` if within the model's context limit. Beyond it: an error (`what` names the tokens, e.g.
+// "prompt + --max-tokens") that mentions --allow-longer, or with allow_longer a warning on stderr and the
+// limit instead (the engine never runs past it).
+Result<int64_t> FitContextLimit(const Model& model, int64_t tokens, const std::string& what, bool allow_longer);
 
 // Prints "subq: error: <message>" to stderr and returns the exit code 1.
 int ReportError(const Status& s);

@@ -1,10 +1,14 @@
 // The subq command line: generate, inspect, eval, logits, tokenize, distill.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
 #include "apps/commands.h"
 
 int main(int argc, char** argv) {
+  // A file-size limit (ulimit -f) then fails the write with EFBIG, reported like a full disk, instead of
+  // killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"subq: distill Transformers into subquadratic language models and run them"};
   app.require_subcommand(1);
   subq::AddGenerateCommand(app);

@@ -5,12 +5,20 @@
 
 namespace subq {
 
+Status CheckUtf8Text(std::string_view text, const std::string& path) {
+  const size_t bad = FirstNonTextByte(text);
+  if (bad == std::string_view::npos) return Status::Ok();
+  return Errorf("{}: not UTF-8 text: byte 0x{:02X} at offset {} ({})", path, static_cast<uint8_t>(text[bad]), bad,
+                text[bad] == '\0' ? "a NUL byte: binary data?" : "invalid UTF-8");
+}
+
 Result<std::vector<std::string>> ReadDocuments(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return Errorf("{}: cannot open text file", path);
   std::stringstream ss;
   ss << f.rdbuf();
   const std::string text = ss.str();
+  SUBQ_RETURN_IF_ERROR(CheckUtf8Text(text, path));
   const std::string sep = "<|endoftext|>";
   std::vector<std::string> docs;
   size_t start = 0;

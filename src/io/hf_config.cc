@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "io/byte_cursor.h"
+#include "io/json_read.h"
 
 namespace subq {
 
@@ -125,17 +126,7 @@ Status ParseHfConfig(const json& j, const std::string& path, ModelConfig* cfg) {
 }
 
 Result<ModelConfig> ReadHfConfigFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Errorf("{}: cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Errorf("{}: read error", path);
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    return Errorf("{}: malformed JSON: {}", path, e.what());
-  }
+  SUBQ_ASSIGN_OR_RETURN(const json j, ReadJsonFileWithLimits(path));
   ModelConfig cfg;
   SUBQ_RETURN_IF_ERROR(ParseHfConfig(j, path, &cfg));
   return cfg;

@@ -15,6 +15,7 @@
 
 #include "io/byte_cursor.h"
 #include "io/checkpoint.h"
+#include "io/json_read.h"
 
 namespace subq {
 namespace {
@@ -58,12 +59,9 @@ Status ReadSafetensors(const std::string& path, TensorStore* store) {
   if (n > kMaxHeaderBytes || n > size - 8)
     return Errorf("{}: safetensors header length {} runs past the end of the file ({} bytes)", path, n, size);
   const char* hdr = reinterpret_cast<const char*>(file->data() + 8);
-  json j;
-  try {
-    j = json::parse(hdr, hdr + n);
-  } catch (const json::exception& e) {
-    return Errorf("{}: malformed safetensors JSON header: {}", path, e.what());
-  }
+  auto parsed = ParseJsonWithLimits(std::string_view(hdr, n), path + ": safetensors header");
+  if (!parsed.ok()) return parsed.status();
+  const json j = std::move(*parsed);
   if (!j.is_object()) return Errorf("{}: safetensors header is not a JSON object", path);
   const uint64_t data_start = 8 + n;
   const uint64_t data_size = size - data_start;
@@ -121,16 +119,7 @@ Status ReadSafetensors(const std::string& path, TensorStore* store) {
 }
 
 Status ReadShardedSafetensors(const std::string& index_path, TensorStore* store) {
-  std::ifstream in(index_path, std::ios::binary);
-  if (!in) return Errorf("{}: cannot open", index_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    return Errorf("{}: malformed JSON: {}", index_path, e.what());
-  }
+  SUBQ_ASSIGN_OR_RETURN(const json j, ReadJsonFileWithLimits(index_path));
   auto wm = j.is_object() ? j.find("weight_map") : j.end();
   if (!j.is_object() || wm == j.end() || !wm->is_object())
     return Errorf("{}: no \"weight_map\" object", index_path);

@@ -119,6 +119,16 @@ bool IsValidUtf8(std::string_view s) {
 
 }  // namespace tok
 
+size_t FirstNonTextByte(std::string_view text) {
+  size_t pos = 0, prefix = 0;
+  while (pos < text.size()) {
+    const size_t n = tok::ValidSeqAt(text, pos, &prefix);
+    if (n == 0 || text[pos] == '\0') return pos;
+    pos += n;
+  }
+  return std::string_view::npos;
+}
+
 // ---- loading ----
 
 Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {
@@ -189,18 +199,44 @@ size_t StableLength(const std::string& text) {
 }
 }  // namespace
 
-DecodeStream::DecodeStream(const Tokenizer& tok, std::vector<int> prompt_ids) : tok_(tok), ids_(std::move(prompt_ids)) {
-  emitted_ = StableLength(tok_.Decode(ids_));
+DecodeStream::DecodeStream(const Tokenizer& tok, std::vector<int> prompt_ids)
+    : tok_(tok), window_(std::move(prompt_ids)) {
+  // The prompt's text is the caller's; only its tail matters as context for what follows.
+  if (window_.size() > kMaxWindow) window_.erase(window_.begin(), window_.end() - kMaxWindow / 2);
+  const std::string text = tok_.Decode(window_);
+  emitted_ = StableLength(text);
+  if (emitted_ == text.size()) ShrinkWindow(text);
 }
 
 std::string DecodeStream::Next(int id) {
-  ids_.push_back(id);
-  const std::string text = tok_.Decode(ids_);
-  const size_t stable = StableLength(text);
-  if (stable <= emitted_) return {};
-  std::string out = text.substr(emitted_, stable - emitted_);
-  emitted_ = stable;
+  window_.push_back(id);
+  const std::string text = tok_.Decode(window_);
+  const size_t stable = window_.size() > kMaxWindow ? text.size() : StableLength(text);
+  std::string out;
+  if (stable > emitted_) {
+    out = text.substr(emitted_, stable - emitted_);
+    emitted_ = stable;
+  }
+  if (emitted_ >= text.size()) ShrinkWindow(text);
   return out;
+}
+
+void DecodeStream::ShrinkWindow(const std::string& text) {
+  constexpr size_t kMaxContext = 8;
+  for (size_t k = 1; k < window_.size() && k <= kMaxContext; ++k) {
+    std::vector<int> context(window_.end() - k, window_.end());
+    const std::string d = tok_.Decode(context);
+    if (d.empty() || d.size() > text.size() || StableLength(d) != d.size() ||
+        text.compare(text.size() - d.size(), d.size(), d) != 0)
+      continue;
+    window_ = std::move(context);
+    emitted_ = d.size();
+    return;
+  }
+  if (window_.size() > kMaxWindow) {  // no clean context: restart from the last token
+    window_.erase(window_.begin(), window_.end() - 1);
+    emitted_ = tok_.Decode(window_).size();
+  }
 }
 
 }  // namespace subq

@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/checkpoint.h"
@@ -25,17 +26,30 @@ class Tokenizer {
 };
 
 // Streams generated text: feed ids one at a time, get the new text they complete (handles pieces that
-// only decode together, such as multi-byte UTF-8 split across byte tokens).
+// only decode together, such as multi-byte UTF-8 split across byte tokens). Only a short window is
+// decoded per token: the few tokens before the pending ones (so the decoder sees the same leading
+// context, e.g. no dropped dummy-prefix space) and the pending ones, so each Next is O(1) amortised.
 class DecodeStream {
  public:
   DecodeStream(const Tokenizer& tok, std::vector<int> prompt_ids);
   std::string Next(int id);
 
+  // The window never grows past this many tokens: past it, pending bytes are emitted as decoded
+  // (only a run of tokens that never forms valid UTF-8 gets there).
+  static constexpr size_t kMaxWindow = 64;
+
  private:
+  // Once everything decoded is emitted, keeps only the shortest suffix of the window that decodes on
+  // its own to the end of `text` (stable and non-empty) as context for the next tokens.
+  void ShrinkWindow(const std::string& text);
+
   const Tokenizer& tok_;
-  std::vector<int> ids_;
-  size_t emitted_ = 0;  // bytes of Decode(ids_) already returned
+  std::vector<int> window_;  // context tokens, then the tokens whose text is still pending
+  size_t emitted_ = 0;       // bytes of Decode(window_) already returned (or part of the prompt)
 };
+
+// Offset of the first byte of `text` that is not valid UTF-8 or is a NUL (binary data), or npos.
+size_t FirstNonTextByte(std::string_view text);
 
 // Loads a tokenizer from a file (.bin llama2.c, .model SentencePiece, tokenizer.json) or a folder
 // (tokenizer.json preferred, else tokenizer.model).

@@ -1,11 +1,10 @@
 // Builds HfBpeTokenizer from a tokenizer.json (nlohmann::json), refusing what it does not implement
 // with an error naming the file and the component.
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include <nlohmann/json.hpp>
 
+#include "io/json_read.h"
 #include "io/tokenizer_hf_json_impl.h"
 
 namespace subq::tok {
@@ -17,11 +16,8 @@ class HfJsonLoader {
   explicit HfJsonLoader(std::string path) : path_(std::move(path)) {}
 
   Result<std::unique_ptr<Tokenizer>> Load() {
-    std::ifstream f(path_, std::ios::binary);
-    if (!f) return Errorf("{}: cannot open tokenizer file", path_);
-    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    const json root = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (root.is_discarded() || !root.is_object()) return Errorf("{}: not a JSON object (tokenizer.json expected)", path_);
+    SUBQ_ASSIGN_OR_RETURN(const json root, ReadJsonFileWithLimits(path_));
+    if (!root.is_object()) return Errorf("{}: not a JSON object (tokenizer.json expected)", path_);
     auto t = std::make_unique<HfBpeTokenizer>();
     t->name_ = "tokenizer.json " + path_;
     try {  // nlohmann reports wrong field types by exception; they become errors here
@@ -39,6 +35,8 @@ class HfJsonLoader {
   }
 
  private:
+  static constexpr int64_t kMaxTokenId = (1 << 24) - 1;  // far above any real vocabulary; bounds the tables
+
   static std::string TypeOf(const json& j) { return j.is_object() ? j.value("type", std::string()) : std::string(); }
 
   Status Unsupported(const char* component, const std::string& type, const char* supported) const {
@@ -69,12 +67,11 @@ class HfJsonLoader {
     if (type != "BPE" && !(type.empty() && m.contains("merges")))
       return Unsupported("model type", type, "BPE");
     if (!m.contains("vocab") || !m["vocab"].is_object()) return Errorf("{}: BPE model has no 'vocab' object", path_);
-    constexpr int kMaxId = 1 << 24;
     for (const auto& [tok, id] : m["vocab"].items()) {
-      const int i = id.get<int>();
-      if (i < 0 || i >= kMaxId) return Errorf("{}: vocab token '{}' has id {} outside 0..{}", path_, tok, i, kMaxId);
-      t->vocab_[tok] = i;
-      SetToken(t, i, tok);
+      SUBQ_ASSIGN_OR_RETURN(const int64_t i, JsonIntInRange(id, fmt::format("{}: vocab token '{}' id", path_, tok), 0,
+                                                            kMaxTokenId));
+      t->vocab_[tok] = static_cast<int>(i);
+      SetToken(t, static_cast<int>(i), tok);
     }
     for (const char* opt : {"continuing_subword_prefix", "end_of_word_suffix"}) {
       const json& v = m.value(opt, json());
@@ -121,13 +118,14 @@ class HfJsonLoader {
     if (!added.is_array()) return Errorf("{}: 'added_tokens' is not a list", path_);
     for (const json& a : added) {
       AddedToken at;
-      at.id = a.at("id").get<int>();
+      SUBQ_ASSIGN_OR_RETURN(const int64_t id, JsonIntInRange(a.at("id"), fmt::format("{}: added token id", path_), 0,
+                                                             kMaxTokenId));
+      at.id = static_cast<int>(id);
       at.content = a.at("content").get<std::string>();
       at.single_word = a.value("single_word", false);
       at.lstrip = a.value("lstrip", false);
       at.rstrip = a.value("rstrip", false);
       at.special = a.value("special", false);
-      if (at.id < 0 || at.id >= (1 << 24)) return Errorf("{}: added token '{}' has id {}", path_, at.content, at.id);
       if (at.content.empty()) return Errorf("{}: added token {} has empty content", path_, at.id);
       SetToken(t, at.id, at.content);
       t->special_[at.id] = at.special;
@@ -244,9 +242,10 @@ class HfJsonLoader {
       return it == t->vocab_.end() ? -1 : it->second;
     };
     const std::filesystem::path cfg = std::filesystem::path(path_).parent_path() / "tokenizer_config.json";
-    std::ifstream f(cfg);
-    if (f) {
-      const json c = json::parse(f, nullptr, false);
+    std::error_code ec;
+    if (std::filesystem::exists(cfg, ec)) {
+      const auto parsed = ReadJsonFileWithLimits(cfg.string());
+      const json c = parsed.ok() ? parsed.value() : json();
       auto name = [&](const char* key) {
         if (!c.is_object() || !c.contains(key)) return std::string();
         const json& v = c[key];

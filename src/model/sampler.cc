@@ -6,6 +6,22 @@
 
 namespace subq {
 
+Status ValidateSamplerConfig(const SamplerConfig& c) {
+  if (!std::isfinite(c.temperature) || c.temperature < 0.0f)
+    return Errorf("temperature {} is invalid (a finite number >= 0; 0 = greedy)", c.temperature);
+  if (!std::isfinite(c.top_p) || c.top_p <= 0.0f || c.top_p > 1.0f)
+    return Errorf("top-p {} is invalid (a number in (0, 1]; 1 = off)", c.top_p);
+  if (c.top_k < 0) return Errorf("top-k {} is invalid (>= 0; 0 = off)", c.top_k);
+  return Status::Ok();
+}
+
+Status CheckLogitsFinite(const float* logits, int vocab) {
+  for (int i = 0; i < vocab; ++i)
+    if (!std::isfinite(logits[i]))
+      return Errorf("the model produced a non-finite logit ({} for token {}); stopping", logits[i], i);
+  return Status::Ok();
+}
+
 int Sampler::Sample(float* logits, int vocab) {
   if (c_.temperature <= 0.0f) return static_cast<int>(std::max_element(logits, logits + vocab) - logits);
   idx_.resize(vocab);

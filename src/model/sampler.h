@@ -4,6 +4,8 @@
 #include <random>
 #include <vector>
 
+#include "util/status.h"
+
 namespace subq {
 
 struct SamplerConfig {
@@ -12,6 +14,12 @@ struct SamplerConfig {
   float top_p = 1.0f;        // 1 = off
   uint64_t seed = 0;
 };
+
+// Errors for parameters that would sample garbage: NaN or infinite values, a negative temperature or
+// top-k, top-p outside (0, 1].
+Status ValidateSamplerConfig(const SamplerConfig& c);
+// An error naming the first NaN/Inf logit (a model that produces them would otherwise emit garbage).
+Status CheckLogitsFinite(const float* logits, int vocab);
 
 class Sampler {
  public:

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -48,6 +50,25 @@ TEST(Sampler, TemperatureFollowsDistributionAndSeedRepeats) {
   auto [c2, s2] = draw(42);
   EXPECT_EQ(s1, s2);
   EXPECT_NEAR(c1[1] / 4000.0, 0.75, 0.03);
+}
+
+TEST(Sampler, RejectsNonFiniteAndOutOfRangeParameters) {
+  const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(ValidateSamplerConfig({}).ok());
+  EXPECT_TRUE(ValidateSamplerConfig({.temperature = 0.8f, .top_k = 40, .top_p = 0.9f}).ok());
+  for (SamplerConfig bad : {SamplerConfig{.temperature = nan}, SamplerConfig{.temperature = inf},
+                            SamplerConfig{.temperature = -1.0f}, SamplerConfig{.top_p = nan},
+                            SamplerConfig{.top_p = 0.0f}, SamplerConfig{.top_p = 1.5f}, SamplerConfig{.top_k = -3}})
+    EXPECT_FALSE(ValidateSamplerConfig(bad).ok());
+}
+
+TEST(Sampler, NonFiniteLogitsAreAnError) {
+  std::vector<float> l = {0.1f, 3.0f, -1.0f};
+  EXPECT_TRUE(CheckLogitsFinite(l.data(), 3).ok());
+  l[2] = std::nanf("");
+  const Status st = CheckLogitsFinite(l.data(), 3);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("token 2"), std::string::npos) << st.message();
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "eval/text_data.h"
+
 namespace subq::train {
 
 uint64_t SplitMix64(uint64_t* state) {
@@ -40,7 +42,9 @@ Result<Corpus> BuildCorpus(const DataRecipe& data, const Tokenizer& tok, int seq
     if (!f) return Errorf("{}: cannot open corpus file", path);
     std::stringstream ss;
     ss << f.rdbuf();
-    std::vector<std::string> docs = SplitDocuments(ss.str(), data.separator);
+    const std::string text = ss.str();
+    SUBQ_RETURN_IF_ERROR(CheckUtf8Text(text, path));
+    std::vector<std::string> docs = SplitDocuments(text, data.separator);
     if (docs.empty()) return Errorf("{}: corpus file has no text", path);
     // Documents are whole stories: a single long document is split by characters instead.
     size_t n_held = static_cast<size_t>(docs.size() * data.held_out_fraction);

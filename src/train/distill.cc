@@ -12,11 +12,15 @@
 #include <sstream>
 
 #include "io/checkpoint.h"
+#include "io/checkpoint_manifest.h"
 #include "io/tokenizer.h"
+#include "train/checkpoint_store.h"
 #include "train/data.h"
 #include "train/export.h"
 #include "train/modules.h"
 #include "train/recipe.h"
+#include "train/run_dir.h"
+#include "train/run_fingerprint.h"
 #include "util/npy.h"
 #include "util/png.h"
 
@@ -39,6 +43,9 @@ double WsdLr(int64_t step, int64_t steps, double peak, double warmup_fraction, d
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Exception texts of libtorch span several lines (and a backtrace); errors are one line.
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 std::string Hms(double s) {
   if (!std::isfinite(s) || s < 0) return "--:--";
@@ -69,11 +76,25 @@ StagePlan Plan(const Recipe& r, int s) {
   return p;
 }
 
+// Where checkpoints go and what they must match: the keep-K store, this run's fingerprint, and the
+// verified bytes of the checkpoint a --resume continues from.
+struct RunCheckpoints {
+  CheckpointStore store;
+  nlohmann::json fingerprint;
+  std::string resume_bytes, resume_path;
+  CheckpointManifest resume_manifest;
+};
+
+uint32_t TensorCrc(const torch::Tensor& cpu_contiguous) {
+  return Crc32(cpu_contiguous.data_ptr(), cpu_contiguous.numel() * cpu_contiguous.element_size());
+}
+
 class Trainer {
  public:
   Trainer(const Recipe& r, const DistillOptions& o, Teacher& t, Student& s, SequenceSampler& sampler,
-          torch::Device dev, std::vector<int> probe)
-      : r_(r), o_(o), teacher_(t), student_(s), sampler_(sampler), dev_(dev), out_(o.out_dir), probe_(std::move(probe)) {}
+          torch::Device dev, std::vector<int> probe, RunCheckpoints& ck)
+      : r_(r), o_(o), teacher_(t), student_(s), sampler_(sampler), dev_(dev), out_(o.out_dir), probe_(std::move(probe)),
+        ck_(ck) {}
 
   Status Run(Progress start);
 
@@ -83,7 +104,7 @@ class Trainer {
   torch::Tensor Loss(int s, const torch::Tensor& ids);
   Status SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt);
   Status StageEnd(int s);
-  void Log(const nlohmann::json& j);
+  Status Log(const nlohmann::json& j);
 
   const Recipe& r_;
   const DistillOptions& o_;
@@ -93,6 +114,7 @@ class Trainer {
   torch::Device dev_;
   fs::path out_;
   std::vector<int> probe_;  // probe prompt ids for the mixing-matrix plots
+  RunCheckpoints& ck_;
   int64_t steps_this_process_ = 0;
 };
 
@@ -130,15 +152,24 @@ torch::Tensor Trainer::Loss(int s, const torch::Tensor& ids) {
   return loss;
 }
 
-void Trainer::Log(const nlohmann::json& j) {
-  std::ofstream f(out_ / "metrics.jsonl", std::ios::app);
+Status Trainer::Log(const nlohmann::json& j) {
+  const fs::path path = out_ / "metrics.jsonl";
+  std::ofstream f(path, std::ios::app);
   f << j.dump() << "\n";
+  f.close();
+  if (!f) return Errorf("{}: cannot append metrics (disk full?)", path.string());
+  return Status::Ok();
 }
 
 Status Trainer::SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt) {
   torch::serialize::OutputArchive ar;
+  CheckpointManifest m;
   const auto params = student_.Params();
-  for (size_t i = 0; i < params.size(); ++i) ar.write(fmt::format("p{}", i), params[i].t.detach().to(torch::kCPU));
+  for (size_t i = 0; i < params.size(); ++i) {
+    const torch::Tensor t = params[i].t.detach().to(torch::kCPU).contiguous();
+    ar.write(fmt::format("p{}", i), t);
+    m.records.emplace_back(params[i].name, TensorCrc(t));
+  }
   std::string names;
   for (const auto& p2 : params) names += p2.name + "\n";
   ar.write("names", c10::IValue(names));
@@ -150,23 +181,20 @@ Status Trainer::SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt) 
     opt->save(oa);
     ar.write("optim", oa);
   }
-  const std::string path = (out_ / "checkpoint.pt").string(), tmp = path + ".tmp";
-  try {
-    ar.save_to(tmp);
-  } catch (const std::exception& e) {
-    return Errorf("{}: cannot write checkpoint: {}", tmp, e.what());
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Errorf("{}: cannot rename checkpoint: {}", path, ec.message());
-  return Status::Ok();
+  std::ostringstream bytes;
+  ar.save_to(bytes);
+  m.progress = fmt::format("stage {} step {}", p.stage + 1, p.step);
+  m.fingerprint = ck_.fingerprint;
+  return ck_.store.Save(bytes.str(), std::move(m));
 }
 
-// Restores the student (and, when `opt` is given, the optimiser) from out_dir/checkpoint.pt.
-Status LoadCheckpoint(const std::string& path, Student& st, Progress* p, torch::optim::Optimizer* opt) {
+// Restores the student (and, when `opt` is given, the optimiser) from checkpoint bytes, after checking
+// every parameter record against the manifest's CRC-32 (nothing is copied unless all match).
+Status LoadCheckpoint(const std::string& bytes, const std::string& path, const CheckpointManifest& m, Student& st,
+                      Progress* p, torch::optim::Optimizer* opt) {
   try {
     torch::serialize::InputArchive ar;
-    ar.load_from(path);
+    ar.load_from(bytes.data(), bytes.size());
     c10::IValue names;
     ar.read("names", names);
     const auto params = st.Params();
@@ -175,15 +203,22 @@ Status LoadCheckpoint(const std::string& path, Student& st, Progress* p, torch::
     if (names.toStringRef() != want)
       return Errorf("{}: checkpoint holds a different student (parameter names differ); was the recipe changed?",
                     path);
+    if (m.records.size() != params.size())
+      return Errorf("{}: manifest lists {} records but the student has {} parameters", path, m.records.size(),
+                    params.size());
     torch::NoGradGuard ng;
+    std::vector<torch::Tensor> loaded(params.size());
     for (size_t i = 0; i < params.size(); ++i) {
-      torch::Tensor t;
+      torch::Tensor& t = loaded[i];
       ar.read(fmt::format("p{}", i), t);
       if (!t.sizes().equals(params[i].t.sizes()))
         return Errorf("{}: checkpoint tensor {} has shape {} but the student expects {}", path, params[i].name,
                       fmt::format("{}", t.sizes()), fmt::format("{}", params[i].t.sizes()));
-      params[i].t.copy_(t);
+      t = t.contiguous();
+      if (m.records[i].first != params[i].name || TensorCrc(t) != m.records[i].second)
+        return Errorf("{}: record {} ({}) does not match its checksum", path, i, params[i].name);
     }
+    for (size_t i = 0; i < params.size(); ++i) params[i].t.copy_(loaded[i]);
     torch::Tensor prog, secs, rng;
     ar.read("progress", prog);
     ar.read("train_seconds", secs);
@@ -198,17 +233,47 @@ Status LoadCheckpoint(const std::string& path, Student& st, Progress* p, torch::
       torch::serialize::InputArchive oa;
       if (ar.try_read("optim", oa)) opt->load(oa);
     }
+  } catch (const c10::Error& e) {
+    return Errorf("{}: cannot read checkpoint: {}", path, FirstLine(e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    return Errorf("{}: cannot read checkpoint: {}", path, e.what());
+    return Errorf("{}: cannot read checkpoint: {}", path, FirstLine(e.what()));
   }
   return Status::Ok();
 }
 
+// The newest checkpoint that is intact and belongs to this run. A damaged one (truncated, flipped
+// bytes) falls back to the previous; a different run's (recipe, teacher, data, world size) is refused
+// unless resume_anyway. Fills ck's resume_* fields and *p.
+Status SelectCheckpoint(RunCheckpoints& ck, bool resume_anyway, Student& st, Progress* p) {
+  std::vector<std::string> problems;
+  for (const CheckpointManifest& m : ck.store.List(&problems)) {
+    const std::string path = ck.store.PathOf(m);
+    if (const auto diffs = FingerprintDifferences(m.fingerprint, ck.fingerprint); !diffs.empty()) {
+      const std::string what = fmt::format("{} was written by a different run: {}", path, fmt::join(diffs, "; "));
+      if (!resume_anyway) return Errorf("{}; pass --resume-anyway to resume regardless, or use another --out", what);
+      fmt::print(stderr, "[distill] warning: {}; resuming anyway (--resume-anyway)\n", what);
+    }
+    auto bytes = ck.store.ReadVerified(m);
+    Status loaded = bytes.ok() ? LoadCheckpoint(*bytes, path, m, st, p, nullptr) : bytes.status();
+    if (!loaded.ok()) {
+      problems.push_back(loaded.message());
+      fmt::print(stderr, "[distill] warning: checkpoint damaged, falling back to an older one: {}\n", loaded.message());
+      continue;
+    }
+    ck.resume_bytes = std::move(*bytes);
+    ck.resume_path = path;
+    ck.resume_manifest = m;
+    fmt::print(stderr, "[distill] resuming from {} ({})\n", path, m.progress);
+    return Status::Ok();
+  }
+  return Errorf("no intact checkpoint to resume from{}{}", problems.empty() ? "" : ": ", fmt::join(problems, "; "));
+}
+
 // Keeps metrics lines of steps before the resume point (a killed run may have logged steps past its
 // last checkpoint; they are redone).
-void TrimMetrics(const fs::path& path, const Progress& p) {
+Status TrimMetrics(const fs::path& path, const Progress& p) {
   std::ifstream in(path);
-  if (!in) return;
+  if (!in) return Status::Ok();
   std::vector<std::string> keep;
   for (std::string line; std::getline(in, line);) {
     auto j = nlohmann::json::parse(line, nullptr, false);
@@ -221,8 +286,9 @@ void TrimMetrics(const fs::path& path, const Progress& p) {
     keep.push_back(line);
   }
   in.close();
-  std::ofstream out(path, std::ios::trunc);
-  for (const auto& l : keep) out << l << "\n";
+  std::string text;
+  for (const auto& l : keep) text += l + "\n";
+  return WriteFileAtomically(path.string(), text);
 }
 
 Status Trainer::StageEnd(int s) {
@@ -274,7 +340,7 @@ Status Trainer::Run(Progress pr) {
     groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(nd));
     torch::optim::AdamW opt(std::move(groups), opts);
     if (pr.step > 0) {  // resuming inside this stage
-      SUBQ_RETURN_IF_ERROR(LoadCheckpoint((out_ / "checkpoint.pt").string(), student_, &pr, &opt));
+      SUBQ_RETURN_IF_ERROR(LoadCheckpoint(ck_.resume_bytes, ck_.resume_path, ck_.resume_manifest, student_, &pr, &opt));
     }
     sampler_.SetPosition(pr.data_pos);
     const int64_t n_params = [&] {
@@ -316,9 +382,9 @@ Status Trainer::Run(Progress pr) {
       fmt::print(stderr, "[distill] stage {}/3 {:<18} step {:>5}/{} tokens {}/{} loss {:.5f} lr {:.2e} {:.0f} tok/s eta {}\n",
                  s + 1, StageName(s), pr.step, plan.steps, done, total, loss_sum, lr, tps,
                  Hms((total - done) / std::max(tps, 1e-9)));
-      Log({{"stage", s + 1}, {"stage_name", StageName(s)}, {"step", pr.step}, {"steps", plan.steps},
+      SUBQ_RETURN_IF_ERROR(Log({{"stage", s + 1}, {"stage_name", StageName(s)}, {"step", pr.step}, {"steps", plan.steps},
            {"tokens", done}, {"tokens_total", total}, {"loss", loss_sum}, {"lr", lr}, {"grad_norm", gnorm},
-           {"tokens_per_s", tps}, {"train_seconds", pr.train_seconds}});
+           {"tokens_per_s", tps}, {"train_seconds", pr.train_seconds}}));
       ++steps_this_process_;
       const bool stop = o_.stop_after_steps >= 0 && steps_this_process_ >= o_.stop_after_steps;
       if (pr.step % r_.checkpoint_every == 0 || pr.step == plan.steps || stop)
@@ -343,9 +409,8 @@ Result<std::unique_ptr<Tokenizer>> LoadTeacherTokenizer(const Recipe& r) {
   return TokenizerForCheckpoint(ck);
 }
 
-}  // namespace
 
-Result<DistillResult> RunDistill(const DistillOptions& o) {
+Result<DistillResult> RunDistillUnguarded(const DistillOptions& o) {
   const auto t0 = Clock::now();
   SUBQ_ASSIGN_OR_RETURN(Recipe r, LoadRecipe(o.recipe, o.overrides));
   for (int s : o.stages)
@@ -356,11 +421,16 @@ Result<DistillResult> RunDistill(const DistillOptions& o) {
   const torch::Device dev = o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
   if (o.threads > 0) torch::set_num_threads(o.threads);
   if (o.out_dir.empty()) return Errorf("--out is required");
+  SUBQ_RETURN_IF_ERROR(PrepareOutputDir(o.out_dir));
+  SUBQ_ASSIGN_OR_RETURN(RunDirLock lock, RunDirLock::Acquire(o.out_dir));  // held until we return
 
   auto teacher_r = Teacher::Load(r.teacher);
   if (!teacher_r.ok()) return Errorf("cannot load teacher '{}': {}", r.teacher, teacher_r.status().message());
   std::unique_ptr<Teacher> teacher = std::move(teacher_r.value());
   const ModelConfig& tc = teacher->config();
+  if (r.seq_len > tc.max_seq_len)
+    return Errorf("seq_len {} is above the teacher's context limit of {} tokens (max_seq_len of {})", r.seq_len,
+                  tc.max_seq_len, r.teacher);
   auto tok_r = LoadTeacherTokenizer(r);
   if (!tok_r.ok()) return Errorf("cannot load the teacher's tokenizer: {}", tok_r.status().message());
   std::unique_ptr<Tokenizer> tok = std::move(tok_r.value());
@@ -376,12 +446,12 @@ Result<DistillResult> RunDistill(const DistillOptions& o) {
   SUBQ_ASSIGN_OR_RETURN(Corpus corpus, BuildCorpus(r.data, *tok, r.seq_len));
 
   std::error_code ec;
-  fs::create_directories(o.out_dir, ec);
-  if (ec) return Errorf("cannot create --out folder '{}': {}", o.out_dir, ec.message());
-  const fs::path out(o.out_dir), ckpt = out / "checkpoint.pt";
-  if (!o.resume && fs::exists(ckpt))
+  const fs::path out(o.out_dir);
+  RunCheckpoints ck{CheckpointStore(o.out_dir, o.keep_checkpoints), {}, {}, {}, {}};
+  if (!o.resume && !ck.store.Empty())
     return Errorf("{} holds a checkpoint of an earlier run: pass --resume to continue it or use another --out",
                   o.out_dir);
+  SUBQ_ASSIGN_OR_RETURN(ck.fingerprint, RunFingerprint(r, /*world_size=*/1));
   torch::set_num_interop_threads(1);
   teacher->To(dev);
   student->To(dev);
@@ -400,16 +470,16 @@ Result<DistillResult> RunDistill(const DistillOptions& o) {
              train_stream.size(), sampler.num_sequences(), r.seq_len, corpus.held_out.size());
 
   Progress pr;
-  if (o.resume && fs::exists(ckpt)) {
-    SUBQ_RETURN_IF_ERROR(LoadCheckpoint(ckpt.string(), *student, &pr, nullptr));
-    TrimMetrics(out / "metrics.jsonl", pr);
+  if (o.resume && !ck.store.Empty()) {
+    SUBQ_RETURN_IF_ERROR(SelectCheckpoint(ck, o.resume_anyway, *student, &pr));
+    SUBQ_RETURN_IF_ERROR(TrimMetrics(out / "metrics.jsonl", pr));
     fmt::print(stderr, "[distill] resuming at stage {} step {}\n", pr.stage + 1, pr.step);
   } else {
     fs::remove(out / "metrics.jsonl", ec);
   }
   std::vector<int> probe = tok->Encode(r.probe_prompt, true);
   if (probe.size() > 64) probe.resize(64);
-  Trainer trainer(r, o, *teacher, *student, sampler, dev, probe);
+  Trainer trainer(r, o, *teacher, *student, sampler, dev, probe, ck);
   SUBQ_RETURN_IF_ERROR(trainer.Run(pr));
   {
     Status st = WriteMixingPng(*teacher, *student, probe, dev, (out / "mixing_final.png").string());
@@ -426,12 +496,12 @@ Result<DistillResult> RunDistill(const DistillOptions& o) {
     Tensor t({lg.size(0), lg.size(1)});
     std::memcpy(t.ptr(), lg.data_ptr<float>(), t.numel() * sizeof(float));
     SUBQ_RETURN_IF_ERROR(WriteNpy(t, (out / "probe_logits.npy").string()));
-    std::ofstream f(out / "probe_ids.txt");
-    f << fmt::format("{}", fmt::join(probe, ",")) << "\n";
+    SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "probe_ids.txt").string(), fmt::format("{}\n", fmt::join(probe, ","))));
   }
   {
-    std::ofstream f(out / "held_out.txt");
-    for (const auto& d : corpus.held_out_docs) f << d << "\n" << r.data.separator << "\n";
+    std::string held;
+    for (const auto& d : corpus.held_out_docs) held += d + "\n" + r.data.separator + "\n";
+    SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "held_out.txt").string(), held));
   }
 
   DistillResult res;
@@ -450,8 +520,22 @@ Result<DistillResult> RunDistill(const DistillOptions& o) {
   nlohmann::json summary = {{"teacher_ppl", res.teacher_ppl}, {"student_ppl", res.student_ppl},
                             {"ppl_ratio", res.student_ppl / res.teacher_ppl}, {"eval_tokens", res.eval_tokens},
                             {"seconds", res.seconds}, {"recipe", r.path}, {"device", o.device}};
-  std::ofstream(out / "summary.json") << summary.dump(2) << "\n";
+  SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "summary.json").string(), summary.dump(2) + "\n"));
   return res;
+}
+
+}  // namespace
+
+// libtorch and the standard library report failures (disk full, out of memory, bad tensors) by
+// exception; none may escape as an abort.
+Result<DistillResult> RunDistill(const DistillOptions& o) {
+  try {
+    return RunDistillUnguarded(o);
+  } catch (const c10::Error& e) {
+    return Errorf("distill failed: {}", FirstLine(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return Errorf("distill failed: {}", FirstLine(e.what()));
+  }
 }
 
 }  // namespace subq::train

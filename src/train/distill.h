@@ -14,7 +14,9 @@ struct DistillOptions {
   std::string recipe;                  // recipes/*.yaml
   std::string out_dir;                 // export, metrics, plots, checkpoint
   std::string device = "cpu";          // cpu | cuda
-  bool resume = false;                 // continue from out_dir/checkpoint.pt
+  bool resume = false;                 // continue from the newest intact checkpoint in out_dir
+  bool resume_anyway = false;          // resume even if the checkpoint's run fingerprint differs
+  int keep_checkpoints = 2;            // checkpoints kept in out_dir/checkpoints (older ones are removed)
   int threads = 0;                     // torch intra-op threads (0 = all cores)
   std::vector<std::string> overrides;  // "dotted.key=value" recipe overrides
   std::vector<int> stages;             // 1-based stages to run (empty = all with tokens > 0)
