@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   subq::AddLogitsCommand(app);
   subq::AddTokenizeCommand(app);
   subq::AddServeCommand(app);
+  subq::AddSampleCommand(app);
 #ifdef SUBQ_HAVE_TORCH
   subq::AddDistillCommand(app);
 #endif
