@@ -273,8 +273,16 @@ Status Server::Bind() {
           });
     });
   }
+  int listen_fd = -1;
+  h.set_socket_options([&listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   port_ = o_.port == 0 ? h.bind_to_any_port(o_.host) : (h.bind_to_port(o_.host, o_.port) ? o_.port : -1);
   if (port_ <= 0) return Errorf("cannot listen on {}:{}", o_.host, o_.port);
+  // cpp-httplib listens with a backlog of 5, which resets connections when many clients connect at once;
+  // listen() again on the bound socket raises it (Linux).
+  if (listen_fd >= 0) ::listen(listen_fd, 1024);
   return Status::Ok();
 }
 
