@@ -11,7 +11,7 @@ SECONDS_PER=${2:?usage: run_fuzzers.sh BUILD_DIR SECONDS}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${SUBQ_DATA:-$ROOT/../shared/data}
 JOBS=${JOBS:-2}
-TARGETS=${FUZZ_TARGETS:-"fuzz_llama2c fuzz_gguf fuzz_safetensors fuzz_hf_config"}
+TARGETS=${FUZZ_TARGETS:-"fuzz_llama2c fuzz_gguf fuzz_safetensors fuzz_hf_config fuzz_serve_request"}
 
 [[ -f "$DATA/stories260K/stories260K.bin" ]] || { echo "run_fuzzers: real data not found in $DATA (set SUBQ_DATA)" >&2; exit 2; }
 
@@ -26,7 +26,7 @@ ART="$BUILD_DIR/fuzz-artifacts"
 mkdir -p "$ART"
 
 # Seed corpora from the real files (small JSON variants for config.json).
-mkdir -p "$WORK"/{llama2c,gguf,safetensors,hf_config}
+mkdir -p "$WORK"/{llama2c,gguf,safetensors,hf_config,serve_request}
 cp "$DATA/stories260K/stories260K.bin" "$DATA/llama2xs/model.bin" "$DATA/babyllama/model5000.bin" "$WORK/llama2c/" 2>/dev/null || true
 cp "$DATA/stories260K/stories260K.gguf" "$WORK/gguf/"
 cp "$DATA/stories260K/hf/model.safetensors" "$WORK/safetensors/"
@@ -88,6 +88,11 @@ cat >"$WORK/hf_config/hybrid.json" <<'EOF'
  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
  "attention_layers": [1], "attention_heads": {"2": [0, 5]}, "attn_cfg": {"num_heads": 8, "head_dim": 8}}
 EOF
+# OpenAI request bodies.
+echo '{"model": "m", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "n": 2, "seed": 1, "stop": ["\n", "The"], "logprobs": 2, "stream": true, "stream_options": {"include_usage": true}}' >"$WORK/serve_request/completion.json"
+echo '{"prompt": [1, 2, 3], "max_tokens": 4}' >"$WORK/serve_request/ids.json"
+echo '{"messages": [{"role": "system", "content": " Be brief. "}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"role": "assistant", "content": "ho"}], "max_completion_tokens": 8, "logprobs": true, "top_logprobs": 3}' >"$WORK/serve_request/chat.json"
+echo "{% for m in messages %}{{ loop.index0 ~ m.role | upper }}{% if m.content is defined and m.content|length > 1 %}{{ m.content[1:] }}{% else %}{{ raise_exception('x') }}{% endif %}{% endfor %}" >"$WORK/serve_request/template.txt"
 cat >"$WORK/hf_config.dict" <<'EOF'
 "model_type"
 "llama"
@@ -118,6 +123,7 @@ for t in $TARGETS; do
     fuzz_gguf) corpus=gguf; max_len=1300000 ;;
     fuzz_safetensors) corpus=safetensors; max_len=1100000 ;;
     fuzz_hf_config) corpus=hf_config; max_len=4096 ;;
+    fuzz_serve_request) corpus=serve_request; max_len=4096 ;;
     *) echo "run_fuzzers: unknown target $t" >&2; exit 2 ;;
   esac
   extra=()

@@ -103,6 +103,7 @@ class Renderer {
     }
     const size_t len = items.size();
     for (size_t i = 0; i < len; ++i) {
+      if (++iterations_ > kMaxIterations || out_.size() > kMaxOutput) throw Error("template output too large");
       bind(items[i]);
       scopes_.back()["loop"] = {{"index", i + 1}, {"index0", i}, {"revindex", len - i}, {"revindex0", len - i - 1},
                                 {"first", i == 0}, {"last", i + 1 == len}, {"length", len},
@@ -357,8 +358,10 @@ class Renderer {
     throw Error("unknown filter '" + f + "'");
   }
 
+  static constexpr size_t kMaxIterations = 1 << 16, kMaxOutput = 4 << 20;  // a runaway template is an error
   std::vector<json> scopes_;
   std::string out_;
+  size_t iterations_ = 0;
 };
 
 

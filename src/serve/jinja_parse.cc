@@ -61,6 +61,16 @@ std::vector<Tok> Lex(const std::string& src) {
   return out;
 }
 
+constexpr int kMaxNesting = 64;  // of expressions and of blocks: deeper templates are refused, not recursed
+
+struct Nest {
+  explicit Nest(int& d) : d_(d) {
+    if (++d_ > kMaxNesting) throw Error("template nested too deeply");
+  }
+  ~Nest() { --d_; }
+  int& d_;
+};
+
 class Parser {
  public:
   explicit Parser(std::vector<Tok> t) : t_(std::move(t)) {}
@@ -110,6 +120,7 @@ class Parser {
     return e;
   }
   ExprP Not() {
+    Nest guard(depth_);
     if (EatName("not")) {
       auto e = Make(Expr::kNot);
       e->args.push_back(Not());
@@ -173,6 +184,7 @@ class Parser {
     }
   }
   ExprP Unary() {
+    Nest guard(depth_);
     if (EatOp("-")) {
       auto e = Make(Expr::kNeg);
       e->args.push_back(Unary());
@@ -289,6 +301,7 @@ class Parser {
 
   std::vector<Tok> t_;
   size_t p_ = 0;
+  int depth_ = 0;
 };
 
 
@@ -369,6 +382,7 @@ class TreeBuilder {
  private:
   // Parses nodes until one of `stops` (its keyword goes to *stop, its parser stays in tag_).
   NodeP Body(const std::vector<std::string>& stops, std::string* stop) {
+    Nest guard(depth_);
     auto seq = std::make_unique<Node>();
     while (i_ < s_.size()) {
       const Segment& sg = s_[i_++];
@@ -457,6 +471,7 @@ class TreeBuilder {
 
   std::vector<Segment> s_;
   size_t i_ = 0;
+  int depth_ = 0;
   std::unique_ptr<Parser> tag_;
 };
 
