@@ -5,6 +5,7 @@ import concurrent.futures
 import os
 import re
 
+import openai
 import pytest
 
 from conftest import run_subq
@@ -75,3 +76,36 @@ def test_sample_shares_the_prefill_and_votes(subq_bin, data_dir):
     p = run_subq(subq_bin, "sample", "--model", model, "--prompt", "Once", "--n", "16", "--max-tokens", "400",
                  "--time-budget", "0.2", "--threads", "1")
     assert re.search(r"\d+ of 16 samples complete in 0\.[2-9]", p.stderr), p.stderr
+
+
+def test_disconnect_cancels_and_queue_full_is_429(subq_bin, mamba2_folder):
+    """A recurrent model has no context limit, so a huge max_tokens runs until the client goes away."""
+    import http.client
+    import json
+    import time
+    s = Server(subq_bin, mamba2_folder, "--max-batch", "1", "--max-queue", "1")
+    try:
+        port = int(s.url.rsplit(":", 1)[1])
+        body = json.dumps({"prompt": "Once", "max_tokens": 1000000, "stream": True})
+        conns = []
+        for _ in range(2):  # one running, one queued
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            c.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+            conns.append(c)
+        first = conns[0].getresponse()
+        assert first.status == 200 and first.readline().startswith(b"data: ")
+        deadline = time.time() + 10
+        while s.metric("queue_length") < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(openai.RateLimitError):
+            s.client.completions.create(model="m", prompt="x", max_tokens=2)
+        for c in conns:
+            c.close()  # both clients go away: the running sequence is cancelled, the queued one dropped
+        deadline = time.time() + 10
+        while (s.metric("running_sequences") or s.metric("queue_length")) and time.time() < deadline:
+            time.sleep(0.05)
+        assert s.metric("running_sequences") == 0 and s.metric("state_bytes") == 0
+        assert s.metric("generated_tokens_total") < 1000000
+        assert s.client.completions.create(model="m", prompt="Once", max_tokens=3).usage.completion_tokens == 3
+    finally:
+        s.stop()

@@ -95,6 +95,7 @@ int RunServe(ServeOptions o) {
   std::atomic<bool> served{false};
   std::thread waiter([&] {
     while (!StopRequested() && !served) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    engine.Shutdown();  // open streams end (finish_reason "abort"), so the HTTP workers can be joined
     server.Stop();
   });
   std::fprintf(stderr, "subq serve: %s on http://%s:%d (context %d, max batch %d, chat template %s%s)\n",
