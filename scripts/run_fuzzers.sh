@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${SUBQ_DATA:-$ROOT/../shared/data}
 export SUBQ_DATA=$DATA  # the seed recipes name ${SUBQ_DATA} files
 JOBS=${JOBS:-2}
-TARGETS=${FUZZ_TARGETS:-"fuzz_llama2c fuzz_gguf fuzz_safetensors fuzz_hf_config fuzz_tokenizer_json fuzz_tokenizer_bin fuzz_tokenizer_model fuzz_recipe fuzz_checkpoint_manifest"}
+TARGETS=${FUZZ_TARGETS:-"fuzz_llama2c fuzz_gguf fuzz_safetensors fuzz_hf_config fuzz_tokenizer_json fuzz_tokenizer_bin fuzz_tokenizer_model fuzz_recipe fuzz_checkpoint_manifest fuzz_serve_request"}
 
 [[ -f "$DATA/stories260K/stories260K.bin" ]] || { echo "run_fuzzers: real data not found in $DATA (set SUBQ_DATA)" >&2; exit 2; }
 
@@ -28,7 +28,7 @@ ART="$BUILD_DIR/fuzz-artifacts"
 mkdir -p "$ART"
 
 # Seed corpora from the real files (small JSON variants for config.json).
-mkdir -p "$WORK"/{llama2c,gguf,safetensors,hf_config}
+mkdir -p "$WORK"/{llama2c,gguf,safetensors,hf_config,serve_request}
 for seeds in "$ROOT"/fuzz/corpus/*/; do cp -r "$seeds" "$WORK/"; done
 cp "$DATA/stories260K/stories260K.bin" "$DATA/llama2xs/model.bin" "$DATA/babyllama/model5000.bin" "$WORK/llama2c/" 2>/dev/null || true
 cp "$DATA/stories260K/stories260K.gguf" "$WORK/gguf/"
@@ -91,6 +91,11 @@ cat >"$WORK/hf_config/hybrid.json" <<'EOF'
  "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
  "attention_layers": [1], "attention_heads": {"2": [0, 5]}, "attn_cfg": {"num_heads": 8, "head_dim": 8}}
 EOF
+# OpenAI request bodies.
+echo '{"model": "m", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9, "n": 2, "seed": 1, "stop": ["\n", "The"], "logprobs": 2, "stream": true, "stream_options": {"include_usage": true}}' >"$WORK/serve_request/completion.json"
+echo '{"prompt": [1, 2, 3], "max_tokens": 4}' >"$WORK/serve_request/ids.json"
+echo '{"messages": [{"role": "system", "content": " Be brief. "}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"role": "assistant", "content": "ho"}], "max_completion_tokens": 8, "logprobs": true, "top_logprobs": 3}' >"$WORK/serve_request/chat.json"
+echo "{% for m in messages %}{{ loop.index0 ~ m.role | upper }}{% if m.content is defined and m.content|length > 1 %}{{ m.content[1:] }}{% else %}{{ raise_exception('x') }}{% endif %}{% endfor %}" >"$WORK/serve_request/template.txt"
 cat >"$WORK/hf_config.dict" <<'EOF'
 "model_type"
 "llama"
@@ -126,6 +131,7 @@ for t in $TARGETS; do
     fuzz_tokenizer_model) corpus=tokenizer_model; max_len=16384 ;;
     fuzz_recipe) corpus=recipe; max_len=8192 ;;
     fuzz_checkpoint_manifest) corpus=checkpoint_manifest; max_len=8192 ;;
+    fuzz_serve_request) corpus=serve_request; max_len=4096 ;;
     *) echo "run_fuzzers: unknown target $t" >&2; exit 2 ;;
   esac
   extra=()

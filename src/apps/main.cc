@@ -1,4 +1,4 @@
-// The subq command line: generate, inspect, eval, logits, tokenize, distill.
+// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, distill.
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   subq::AddEvalCommand(app);
   subq::AddLogitsCommand(app);
   subq::AddTokenizeCommand(app);
+  subq::AddServeCommand(app);
+  subq::AddSampleCommand(app);
 #ifdef SUBQ_HAVE_TORCH
   subq::AddDistillCommand(app);
 #endif

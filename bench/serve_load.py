@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Bounded loopback load test of `subq serve`: starts a server on 127.0.0.1 (a free port), sends a fixed
+number of concurrent streaming completions (each with a timeout, the whole run with a time limit), and
+writes p50/p99 latency, time to first token, aggregate tok/s, errors and the server's RSS to
+bench/results/serve_load.json.
+
+Usage: bench/serve_load.py [--requests 200] [--concurrency 200] [--max-tokens 32] [--time-limit 120]
+                           [--model PATH] [--subq build/subq] [--out bench/results/serve_load.json]
+"""
+import argparse
+import concurrent.futures
+import http.client
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def rss_mib(pid):
+    m = re.search(r"VmRSS:\s+(\d+) kB", pathlib.Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) / 1024
+
+
+def one_request(port, i, max_tokens, deadline):
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=max(1.0, deadline - t0))
+    body = json.dumps({"prompt": f"Once upon a time, story number {i}", "max_tokens": max_tokens, "stream": True,
+                       "temperature": 0.8, "seed": i})
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        return {"ok": False, "error": f"HTTP {resp.status}"}
+    first, chunks, done = None, 0, False
+    for raw in resp:
+        line = raw.decode().strip()
+        if not line.startswith("data: "):
+            continue
+        if line == "data: [DONE]":
+            done = True
+            break
+        if json.loads(line[6:])["choices"][0]["text"] and first is None:
+            first = time.monotonic() - t0
+        chunks += 1
+    conn.close()
+    return {"ok": done, "latency": time.monotonic() - t0, "ttft": first, "chunks": chunks,
+            "error": None if done else "stream ended without [DONE]"}
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--concurrency", type=int, default=200)
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--time-limit", type=float, default=120)
+    ap.add_argument("--model", default=str(ROOT.parent / "shared/data/stories260K/stories260K.bin"))
+    ap.add_argument("--subq", default=str(ROOT / "build/subq"))
+    ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "bench/results/serve_load.json"))
+    a = ap.parse_args()
+
+    srv = subprocess.Popen([a.subq, "serve", "--model", a.model, "--port", "0", "--max-batch", str(a.max_batch),
+                            "--threads", str(a.threads), "--max-queue", str(a.requests)],
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        m = re.search(r"http://127\.0\.0\.1:(\d+)", srv.stderr.readline())
+        if not m:
+            sys.exit("server did not start")
+        port = int(m.group(1))
+        rss0 = rss_mib(srv.pid)
+        t0 = time.monotonic()
+        deadline = t0 + a.time_limit
+        results = []
+        with concurrent.futures.ThreadPoolExecutor(a.concurrency) as ex:
+            futs = [ex.submit(one_request, port, i, a.max_tokens, deadline) for i in range(a.requests)]
+            for f in concurrent.futures.as_completed(futs, timeout=a.time_limit + 10):
+                try:
+                    results.append(f.result())
+                except Exception as e:  # noqa: BLE001  (a timeout or a dropped connection is a result)
+                    results.append({"ok": False, "error": repr(e)})
+        wall = time.monotonic() - t0
+        metrics = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        metrics.request("GET", "/metrics")
+        text = metrics.getresponse().read().decode()
+        generated = float(re.search(r"^subq_generated_tokens_total (\S+)$", text, re.M).group(1))
+        rss1 = rss_mib(srv.pid)
+    finally:
+        srv.terminate()
+        code = srv.wait(timeout=30)
+    ok = [r for r in results if r["ok"]]
+    lat = [r["latency"] for r in ok]
+    ttft = [r["ttft"] for r in ok if r["ttft"] is not None]
+    out = {"requests": a.requests, "concurrency": a.concurrency, "max_tokens": a.max_tokens,
+           "max_batch": a.max_batch, "threads": a.threads, "model": pathlib.Path(a.model).name,
+           "completed": len(ok), "errors": len(results) - len(ok) + (a.requests - len(results)),
+           "error_kinds": sorted({r["error"] for r in results if not r["ok"]}),
+           "wall_s": round(wall, 3), "latency_p50_s": pct(lat, 0.5), "latency_p99_s": pct(lat, 0.99),
+           "ttft_p50_s": pct(ttft, 0.5), "ttft_p99_s": pct(ttft, 0.99),
+           "generated_tokens": int(generated), "aggregate_tok_per_s": round(generated / wall, 1),
+           "server_rss_mib_before": round(rss0, 1), "server_rss_mib_after": round(rss1, 1),
+           "server_exit_code": code}
+    pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+    return 0 if out["errors"] == 0 and code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
