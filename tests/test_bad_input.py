@@ -91,7 +91,8 @@ def _gguf_cases(b):
         "huge_string_len": _poke(b, tok + 16, "<Q", (1 << 64) - 8),
         "bad_value_type": _poke(b, tok, "<I", 77),
         "n_dims_5": _poke(b, q, "<I", 5),
-        "tensor_type_q4": _poke(b, q + 20, "<I", 2),
+        "tensor_type_q4_k": _poke(b, q + 20, "<I", 12),
+        "tensor_type_q8_0_rows_172": _poke(b, _tensor_info_offset(b, "blk.0.ffn_down.weight") + 20, "<I", 8),
         "offset_past_eof": _poke(b, q + 24, "<Q", 1 << 40),
         "offset_overlap": _poke(b, q + 24, "<Q", 262400 + 256),
         "wrong_shape": _poke(b, q + 4, "<Q", 32),
@@ -102,7 +103,7 @@ def _gguf_cases(b):
 
 GGUF_CASES = ["trunc_4", "trunc_20", "trunc_kv", "trunc_infos", "trunc_data", "bad_magic", "bad_version",
               "huge_tensor_count", "huge_kv_count", "huge_key_len", "huge_array_count", "huge_string_len",
-              "bad_value_type", "n_dims_5", "tensor_type_q4", "offset_past_eof", "offset_overlap", "wrong_shape",
+              "bad_value_type", "n_dims_5", "tensor_type_q4_k", "tensor_type_q8_0_rows_172", "offset_past_eof", "offset_overlap", "wrong_shape",
               "huge_dims", "wrong_arch"]
 
 
@@ -112,8 +113,10 @@ def test_gguf_corrupt(subq_bin, data_dir, tmp_path, case):
     p = tmp_path / f"bad_{case}.gguf"
     p.write_bytes(_gguf_cases(b)[case])
     line = _check_rejected(subq_bin, str(p), p.name)
-    if case == "tensor_type_q4":
-        assert "blk.0.attn_q.weight" in line and "type 2" in line
+    if case == "tensor_type_q4_k":
+        assert "blk.0.attn_q.weight" in line and "Q4_K (12)" in line
+    if case == "tensor_type_q8_0_rows_172":
+        assert "blk.0.ffn_down.weight" in line and "whole blocks of 32" in line
 
 
 # ---- HF folder (config.json + model.safetensors) ----

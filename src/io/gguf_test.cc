@@ -166,8 +166,17 @@ TEST_F(GgufCorrupt, TensorInfoEdits) {
   Poke<uint32_t>(&b, q, 0);
   ExpectBad(b, "blk.0.attn_q.weight");
   b = orig_;
-  Poke<uint32_t>(&b, q + 20, 2);  // Q4_0
-  ExpectBad(b, "blk.0.attn_q.weight' has GGML type 2");
+  Poke<uint32_t>(&b, q + 20, 12);  // Q4_K: a type subq does not read
+  ExpectBad(b, "blk.0.attn_q.weight' has GGML type Q4_K (12); subq reads F32, F16, BF16, Q8_0 and Q4_0");
+  b = orig_;
+  Poke<uint32_t>(&b, q + 20, 1234);
+  ExpectBad(b, "has GGML type unknown (1234)");
+  b = orig_;
+  Poke<uint32_t>(&b, InfoOf("blk.0.ffn_down.weight") + 20, 8);  // Q8_0 with rows of 172: not whole blocks
+  ExpectBad(b, "'blk.0.ffn_down.weight' is Q8_0 (8) with shape [64, 172]; subq reads Q8_0 (8) matrices whose rows");
+  b = orig_;
+  Poke<uint32_t>(&b, InfoOf("blk.0.attn_norm.weight") + 12, 2);  // a 1-D Q4_0 tensor
+  ExpectBad(b, "'blk.0.attn_norm.weight' is Q4_0 (2) with shape [64]");
   b = orig_;
   Poke<uint64_t>(&b, q + 24, uint64_t{1} << 40);  // offset past EOF
   ExpectBad(b, "past the end");
