@@ -137,12 +137,15 @@ Result<Tensor> TensorStore::LoadAny(const std::string& name) const {
   }
   Tensor out(t->shape);
   const int64_t n = out.numel();
-  for (int64_t i = 0; i < n && t->dtype != DType::kF32; ++i) {
+  if (t->dtype == DType::kF32) {
+    std::memcpy(out.ptr(), t->data, n * 4);
+    return out;
+  }
+  for (int64_t i = 0; i < n; ++i) {
     uint16_t v;
     std::memcpy(&v, t->data + 2 * i, 2);
     out.data[i] = t->dtype == DType::kF16 ? HalfToFloat(v) : BF16ToFloat(v);
   }
-  if (t->dtype == DType::kF32) std::memcpy(out.ptr(), t->data, n * 4);
   return out;
 }
 
