@@ -5,6 +5,7 @@ folder (vendor/llama.cpp of the llama-cpp-python sdist on PyPI:
   pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcp && tar xzf ... ).
 
   gguf_convert.py --llama-cpp DIR --model HF_DIR --outtype f32|f16|bf16|q8_0|q4_0 --out FILE.gguf
+  gguf_convert.py --llama-cpp DIR --from-f32 FILE.gguf --outtype q4_0 --out FILE_q4_0.gguf
 
 The converter writes f32/f16/bf16/q8_0 itself; q4_0 (llama-quantize's job, a C++ tool) is made here
 from the converter's f32 file with gguf-py's reference Q4_0 quantizer, applied to the tensors
@@ -52,10 +53,17 @@ def requantize_q4_0(llama_cpp, src, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-cpp", required=True, help="llama.cpp source folder (holds convert_hf_to_gguf.py)")
-    ap.add_argument("--model", required=True, help="HF model folder")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="HF model folder")
+    src.add_argument("--from-f32", help="q4_0 only: requantize this f32 GGUF (made by the converter)")
     ap.add_argument("--outtype", required=True, choices=["f32", "f16", "bf16", "q8_0", "q4_0"])
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    if a.from_f32:
+        if a.outtype != "q4_0":
+            ap.error("--from-f32 makes q4_0 files only")
+        requantize_q4_0(a.llama_cpp, a.from_f32, a.out)
+        return
     if a.outtype != "q4_0":
         convert(a.llama_cpp, a.model, a.outtype, a.out)
         return
