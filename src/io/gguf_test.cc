@@ -2,8 +2,13 @@
 // and on corrupted copies of it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <map>
+
 #include "io/checkpoint.h"
 #include "io/io_test_util.h"
+#include "ops/weight.h"
 
 namespace subq {
 namespace {
@@ -155,6 +160,49 @@ TEST_F(GgufCorrupt, WrongArchitecture) {
   const size_t at = FindBytes(orig_, "general.architecture") + 20 + 4 + 8;
   std::memcpy(b.data() + at, "mamba", 5);
   ExpectBad(b, "architecture 'mamba'");
+}
+
+// The same bytes read as another type: BF16 as they are, Q8_0 / Q4_0 (blocks of an f16 scale and 32 int8 /
+// 16 nibble-pair bytes) repacked into the planar layout of ops/weight.h, each value where GGUF puts it.
+TEST_F(GgufCorrupt, Bf16AndQuantizedBlocksReadInPlace) {
+  const std::string name = "model.layers.0.self_attn.q_proj.weight";
+  auto ref = ReadGguf(Stories("stories260K.gguf"));
+  ASSERT_TRUE(ref.ok());
+  const uint8_t* first = ref->tensors.Find(name)->data;
+  const size_t at = std::search(orig_.begin(), orig_.end(), first, first + 64) - orig_.begin();  // attn_q's data
+  ASSERT_LT(at, orig_.size());
+  const size_t q = InfoOf("blk.0.attn_q.weight");
+  const std::map<uint32_t, std::string> types = {{30, "bf16"}, {8, "q8"}, {2, "q4"}};
+  for (const auto& [type, wname] : types) {
+    SCOPED_TRACE(wname);
+    auto b = orig_;
+    Poke<uint32_t>(&b, q + 20, type);
+    WriteBytes(Tmp("t.gguf"), b);
+    auto ck = ReadGguf(Tmp("t.gguf"));
+    ASSERT_TRUE(ck.ok()) << ck.status().message();
+    auto w = ck->tensors.LoadWeight(name, 64, 64);
+    ASSERT_TRUE(w.ok()) << w.status().message();
+    EXPECT_EQ(ops::WeightTypeName(w->type), wname);
+    auto u16 = [&](size_t off) { uint16_t h; std::memcpy(&h, &b[off], 2); return h; };
+    std::vector<float> row(64);
+    for (int r : {0, 17, 63}) {
+      w->DequantizeRow(r, row.data());
+      for (int c = 0; c < 64; ++c) {
+        float want;
+        if (type == 30) {
+          want = BF16ToFloat(u16(at + 2 * (r * 64 + c)));
+        } else {
+          const size_t blk = at + (r * 2 + c / 32) * (type == 8 ? 34 : 18);
+          const float d = HalfToFloat(u16(blk));
+          const int j = c % 32;
+          want = type == 8 ? d * static_cast<int8_t>(b[blk + 2 + j])
+                           : d * ((j < 16 ? b[blk + 2 + j] & 15 : b[blk + 2 + j - 16] >> 4) - 8);
+        }
+        ASSERT_TRUE(std::memcmp(&row[c], &want, 4) == 0 || (std::isnan(row[c]) && std::isnan(want)))
+            << r << "," << c << ": " << row[c] << " vs " << want;
+      }
+    }
+  }
 }
 
 TEST_F(GgufCorrupt, TensorInfoEdits) {
