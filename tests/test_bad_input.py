@@ -91,7 +91,8 @@ def _gguf_cases(b):
         "huge_string_len": _poke(b, tok + 16, "<Q", (1 << 64) - 8),
         "bad_value_type": _poke(b, tok, "<I", 77),
         "n_dims_5": _poke(b, q, "<I", 5),
-        "tensor_type_q4": _poke(b, q + 20, "<I", 2),
+        "tensor_type_q4_k": _poke(b, q + 20, "<I", 12),
+        "tensor_type_q8_0_rows_172": _poke(b, _tensor_info_offset(b, "blk.0.ffn_down.weight") + 20, "<I", 8),
         "offset_past_eof": _poke(b, q + 24, "<Q", 1 << 40),
         "offset_overlap": _poke(b, q + 24, "<Q", 262400 + 256),
         "wrong_shape": _poke(b, q + 4, "<Q", 32),
@@ -102,7 +103,7 @@ def _gguf_cases(b):
 
 GGUF_CASES = ["trunc_4", "trunc_20", "trunc_kv", "trunc_infos", "trunc_data", "bad_magic", "bad_version",
               "huge_tensor_count", "huge_kv_count", "huge_key_len", "huge_array_count", "huge_string_len",
-              "bad_value_type", "n_dims_5", "tensor_type_q4", "offset_past_eof", "offset_overlap", "wrong_shape",
+              "bad_value_type", "n_dims_5", "tensor_type_q4_k", "tensor_type_q8_0_rows_172", "offset_past_eof", "offset_overlap", "wrong_shape",
               "huge_dims", "wrong_arch"]
 
 
@@ -112,8 +113,10 @@ def test_gguf_corrupt(subq_bin, data_dir, tmp_path, case):
     p = tmp_path / f"bad_{case}.gguf"
     p.write_bytes(_gguf_cases(b)[case])
     line = _check_rejected(subq_bin, str(p), p.name)
-    if case == "tensor_type_q4":
-        assert "blk.0.attn_q.weight" in line and "type 2" in line
+    if case == "tensor_type_q4_k":
+        assert "blk.0.attn_q.weight" in line and "Q4_K (12)" in line
+    if case == "tensor_type_q8_0_rows_172":
+        assert "blk.0.ffn_down.weight" in line and "whole blocks of 32" in line
 
 
 # ---- HF folder (config.json + model.safetensors) ----
@@ -207,6 +210,49 @@ def test_hf_folder_corrupt(subq_bin, data_dir, tmp_path, case):
     _check_rejected(subq_bin, str(d), name if name != "model.safetensors" else str(st))
 
 
+# ---- quantized HF folder (`subq quantize --type q8` of stories260K; layout in src/io/quantized.h) ----
+
+QW = "model.layers.0.self_attn.q_proj.weight"  # [64, 64]: I8 [64, 64] + F16 scales [64, 2]
+
+
+def _resize(h, name, shape, nbytes, dtype=None):
+    begin = h[name]["data_offsets"][0]
+    h[name].update(shape=shape, data_offsets=[begin, begin + nbytes], **({"dtype": dtype} if dtype else {}))
+
+
+QUANT_CASES = {  # case: (edit of config.json, edit of the safetensors header, file the error names, words)
+    "block_64": (lambda c: c["quantization"].update(block=64), None, "config.json", "block"),
+    "type_q3": (lambda c: c["quantization"].update(type="q3"), None, "config.json", "q3"),
+    "no_entry": (lambda c: c.pop("quantization"), None, "model.safetensors", "quantization"),
+    "type_disagrees": (lambda c: c["quantization"].update(type="q4"), None, "model.safetensors", "q4"),
+    "scale_missing": (None, lambda h: h.pop(QW + "_scale"), "model.safetensors", QW + "_scale"),
+    "scale_count": (None, lambda h: _resize(h, QW + "_scale", [64, 1], 128), "model.safetensors", "[64, 2]"),
+    "scale_dtype": (None, lambda h: _resize(h, QW + "_scale", [64, 1], 256, "F32"), "model.safetensors", "F16"),
+    "cols_not_blocks": (None, lambda h: _resize(h, QW, [64, 48], 64 * 48), "model.safetensors", "block size 32"),
+    "truncated": (None, None, "model.safetensors", ""),
+}
+
+
+@pytest.mark.parametrize("case", list(QUANT_CASES))
+def test_quantized_folder_corrupt(subq_bin, data_dir, tmp_path, case):
+    d = tmp_path / f"q8_{case}"
+    run_subq(subq_bin, "quantize", "--model", data_dir / "stories260K" / "hf", "--type", "q8", "--out", d)
+    edit_config, edit_header, name, words = QUANT_CASES[case]
+    st, cfg = d / "model.safetensors", d / "config.json"
+    if edit_config:
+        config = json.loads(cfg.read_text())
+        edit_config(config)
+        cfg.write_text(json.dumps(config))
+    b, n, header = _read_st(st)
+    if edit_header:
+        edit_header(header)
+        _write_st(st, header, b[8 + n:])
+    if case == "truncated":
+        st.write_bytes(b[:-1])
+    line = _check_rejected(subq_bin, str(d), name)
+    assert words in line
+
+
 def test_missing_path(subq_bin, tmp_path):
     _check_rejected(subq_bin, str(tmp_path / "no_such_model.bin"), "no_such_model.bin")
 
@@ -217,3 +263,9 @@ def test_real_files_still_inspect(subq_bin, data_dir):
               "llama2xs/model.bin", "babyllama/model5000.bin"]:
         p = run_subq(subq_bin, "inspect", "--model", str(data_dir / m), timeout=60)
         assert "tensors" in p.stdout
+
+
+def test_quantized_folder_inspects(subq_bin, data_dir, tmp_path):
+    run_subq(subq_bin, "quantize", "--model", data_dir / "stories260K" / "hf", "--type", "q8", "--out", tmp_path / "q8")
+    p = run_subq(subq_bin, "inspect", "--model", tmp_path / "q8", timeout=60)
+    assert "quantization = q8 (block 32)" in p.stdout and "I8" in p.stdout

@@ -5,6 +5,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "io/quantized.h"
 #include "io/tensor_check.h"
 #include "util/png.h"
 
@@ -34,7 +35,7 @@ int RunInspect(const InspectOptions& o) {
     size_t total = 0;
     for (const auto& t : ck->tensors.tensors()) {
       std::printf("  %-56s %-5s %s\n", t.name.c_str(), DTypeName(t.dtype), ShapeStr(t.shape).c_str());
-      total += Tensor::NumelOf(t.shape);
+      if (!IsScaleOfQuantized(ck->tensors, t)) total += Tensor::NumelOf(LogicalShape(t));
     }
     std::printf("parameters: %zu\n", total);
     return 0;

@@ -14,6 +14,7 @@ void AddEvalCommand(CLI::App& app);
 void AddTokenizeCommand(CLI::App& app);
 void AddServeCommand(CLI::App& app);
 void AddSampleCommand(CLI::App& app);
+void AddQuantizeCommand(CLI::App& app);
 #ifdef SUBQ_HAVE_TORCH
 void AddDistillCommand(CLI::App& app);
 #endif

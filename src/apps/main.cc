@@ -1,4 +1,4 @@
-// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, distill.
+// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, quantize, distill.
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   subq::AddTokenizeCommand(app);
   subq::AddServeCommand(app);
   subq::AddSampleCommand(app);
+  subq::AddQuantizeCommand(app);
 #ifdef SUBQ_HAVE_TORCH
   subq::AddDistillCommand(app);
 #endif

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "io/hf_config.h"
+#include "io/quantized.h"
 
 namespace subq {
 namespace {
@@ -39,7 +40,7 @@ Status ValidateLlamaTensors(const ModelConfig& c, const TensorStore& store, cons
   auto check = [&](const std::string& name, const std::vector<int64_t>& shape) -> Status {
     const TensorInfo* t = store.Find(name);
     if (t == nullptr) return Errorf("{}: missing tensor '{}' (expected shape {})", path, name, ShapeStr(shape));
-    if (t->shape != shape)
+    if (LogicalShape(*t) != shape)
       return Errorf("{}: tensor '{}' has shape {}, expected {}", t->file, name, ShapeStr(t->shape), ShapeStr(shape));
     return Status::Ok();
   };
@@ -85,9 +86,12 @@ Result<Checkpoint> ReadHfFolder(const std::string& dir_in) {
   } else {
     return Errorf("{}: no model.safetensors or model.safetensors.index.json in the folder", dir);
   }
+  SUBQ_ASSIGN_OR_RETURN(const QuantType quant, ReadQuantizationEntry(config_path));
+  SUBQ_RETURN_IF_ERROR(ValidateQuantizedTensors(ck.tensors, quant, config_path));
   if (ck.config.family == "llama")
     SUBQ_RETURN_IF_ERROR(ValidateLlamaTensors(ck.config, ck.tensors, is_single ? single : index));
   ck.metadata.push_back("config = " + config_path);
+  if (quant != QuantType::kNone) ck.metadata.push_back(fmt::format("quantization = {} (block 32)", QuantTypeName(quant)));
   return ck;
 }
 

@@ -33,9 +33,11 @@ struct Checkpoint {
 
 // llama2.c .bin: header of 7 int32, then f32 weights (SPEC section 1). Interleaved RoPE.
 Result<Checkpoint> ReadLlama2c(const std::string& path);
-// GGUF v3, arch llama, F32/F16 tensors. Interleaved RoPE (q/k not permuted).
+// GGUF v2/v3, archs llama (interleaved RoPE: q/k not permuted) and mamba2 (as convert_hf_to_gguf.py writes
+// it); tensors F32/F16/BF16 in place, Q8_0/Q4_0 repacked into the quantized layout (io/gguf_tensors.h).
 Result<Checkpoint> ReadGguf(const std::string& path);
-// HF folder: config.json + model.safetensors (or sharded via model.safetensors.index.json).
+// HF folder: config.json + model.safetensors (or sharded via model.safetensors.index.json); quantized
+// matrices as in io/quantized.h.
 Result<Checkpoint> ReadHfFolder(const std::string& dir);
 // Parses a safetensors file into `store` (memory-mapped).
 Status ReadSafetensors(const std::string& path, TensorStore* store);

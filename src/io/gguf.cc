@@ -1,4 +1,4 @@
-// GGUF v3 (and v2) reader for arch llama with F32/F16 tensors. Every count, length and offset is
+// GGUF v3 (and v2) reader for archs llama and mamba2 (tensors: io/gguf_tensors.h). Every count, length and offset is
 // checked against the bytes left in the file before it is used, so a corrupt file gives an error and
 // never an unbounded allocation. Numeric arrays stay in the mapped file; only strings are copied.
 // Layout: magic "GGUF", u32 version, u64 n_tensors, u64 n_kv, kv pairs, tensor infos, padding to
@@ -11,6 +11,7 @@
 
 #include "io/byte_cursor.h"
 #include "io/checkpoint.h"
+#include "io/gguf_tensors.h"
 
 namespace subq {
 namespace {
@@ -119,34 +120,7 @@ std::string FormatValue(const Value& v) {
   return out + (v.count > shown ? ", ...]" : "]");
 }
 
-struct GgufTensor {
-  std::string name;
-  std::vector<int64_t> shape;  // row-major (GGUF dims reversed)
-  uint32_t type = 0;
-  uint64_t offset = 0, nbytes = 0;
-};
-
-// Maps a GGUF tensor name to the HF Llama name ("" if unknown).
-std::string HfName(const std::string& g) {
-  static const std::map<std::string, std::string> top = {
-      {"token_embd.weight", "model.embed_tokens.weight"},
-      {"output_norm.weight", "model.norm.weight"},
-      {"output.weight", "lm_head.weight"}};
-  static const std::map<std::string, std::string> blk = {
-      {"attn_norm.weight", "input_layernorm.weight"},   {"attn_q.weight", "self_attn.q_proj.weight"},
-      {"attn_k.weight", "self_attn.k_proj.weight"},     {"attn_v.weight", "self_attn.v_proj.weight"},
-      {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
-      {"ffn_gate.weight", "mlp.gate_proj.weight"},      {"ffn_up.weight", "mlp.up_proj.weight"},
-      {"ffn_down.weight", "mlp.down_proj.weight"}};
-  if (auto it = top.find(g); it != top.end()) return it->second;
-  if (g.rfind("blk.", 0) != 0) return "";
-  const size_t dot = g.find('.', 4);
-  if (dot == std::string::npos || dot == 4 || dot - 4 > 6) return "";
-  const std::string idx = g.substr(4, dot - 4);
-  if (!std::all_of(idx.begin(), idx.end(), [](char c) { return c >= '0' && c <= '9'; })) return "";
-  auto it = blk.find(g.substr(dot + 1));
-  return it == blk.end() ? "" : fmt::format("model.layers.{}.{}", std::stoi(idx), it->second);
-}
+using gguf::GgufTensor;
 
 class GgufReader {
  public:
@@ -159,6 +133,8 @@ class GgufReader {
   Status ReadHeaderAndKv();
   Status ReadTensorInfos();
   Status FillConfig(Checkpoint* ck);
+  Status FillLlamaConfig(Checkpoint* ck);
+  Status FillMamba2Config(Checkpoint* ck);
   Status FillVocab(Checkpoint* ck);
 
   const Value* Get(const std::string& key) const {
@@ -235,17 +211,14 @@ Status GgufReader::ReadTensorInfos() {
     for (auto& d : ne) SUBQ_RETURN_IF_ERROR(cur_.Read(&d, "tensor dim"));
     SUBQ_RETURN_IF_ERROR(cur_.Read(&t.type, "tensor type"));
     SUBQ_RETURN_IF_ERROR(cur_.Read(&t.offset, "tensor offset"));
-    if (t.type != 0 && t.type != 1)
-      return Errorf("{}: tensor '{}' has GGML type {}; subq reads only F32 (0) and F16 (1)", path_, Printable(t.name),
-                    t.type);
     uint64_t numel = 1;
     for (uint64_t d : ne) {
       if (d == 0 || MulOverflows(numel, d, &numel) || numel > file_->size())
         return Errorf("{}: tensor '{}' has implausible dims [{}] for a {}-byte file", path_, Printable(t.name),
                       fmt::join(ne, ", "), file_->size());
     }
-    t.nbytes = numel * (t.type == 0 ? 4 : 2);
     t.shape.assign(ne.rbegin(), ne.rend());  // ne0 is innermost: [ne0, ne1] is a row-major [ne1, ne0]
+    SUBQ_RETURN_IF_ERROR(gguf::ComputeTensorBytes(path_, &t));
   }
   return Status::Ok();
 }
@@ -287,18 +260,14 @@ Result<Checkpoint> GgufReader::Read() {
   ck.path = path_;
   ck.format = "gguf";
   ck.tensors.source = path_;
-  for (const auto& t : tensors_) {
-    const std::string hf = HfName(t.name);
-    if (hf.empty()) return Errorf("{}: unexpected tensor '{}' for arch llama", path_, Printable(t.name));
-    TensorInfo info;
-    info.name = hf;
-    info.dtype = t.type == 0 ? DType::kF32 : DType::kF16;
-    info.shape = t.shape;
-    info.data = file_->data() + data_start + t.offset;
-    info.nbytes = t.nbytes;
-    info.file = path_;
-    SUBQ_RETURN_IF_ERROR(ck.tensors.Add(std::move(info)));
-  }
+  const Value* arch = Get("general.architecture");
+  if (arch == nullptr || arch->type != kString) return Errorf("{}: missing string metadata 'general.architecture'", path_);
+  if (arch->str != "llama" && arch->str != "mamba2")
+    return Errorf("{}: GGUF architecture '{}' is not supported (subq reads 'llama' and 'mamba2')", path_,
+                  Printable(arch->str));
+  ck.config.family = arch->str;
+  for (const auto& t : tensors_)
+    SUBQ_RETURN_IF_ERROR(gguf::AddTensor(arch->str, t, file_->data() + data_start + t.offset, path_, &ck.tensors));
   SUBQ_RETURN_IF_ERROR(FillConfig(&ck));
   SUBQ_RETURN_IF_ERROR(FillVocab(&ck));
   ck.metadata.push_back(fmt::format("gguf.version = {}", version_));
@@ -308,13 +277,23 @@ Result<Checkpoint> GgufReader::Read() {
 }
 
 Status GgufReader::FillConfig(Checkpoint* ck) {
-  const Value* arch = Get("general.architecture");
-  if (arch == nullptr || arch->type != kString) return Errorf("{}: missing string metadata 'general.architecture'", path_);
-  if (arch->str != "llama")
-    return Errorf("{}: GGUF architecture '{}' is not supported (subq reads 'llama')", path_, Printable(arch->str));
+  ModelConfig& c = ck->config;
+  SUBQ_RETURN_IF_ERROR(c.family == "llama" ? FillLlamaConfig(ck) : FillMamba2Config(ck));
+  c.tie_embeddings = !ck->tensors.Has("lm_head.weight");
+  c.layers.assign(c.n_layers, LayerConfig{c.family == "llama" ? MixerKind::kAttention : MixerKind::kMamba2, {}});
+  const std::string embed = c.family == "llama" ? "model.embed_tokens.weight" : "backbone.embeddings.weight";
+  const TensorInfo* emb = ck->tensors.Find(embed);
+  if (emb == nullptr) return Errorf("{}: missing tensor 'token_embd.weight'", path_);
+  const std::vector<int64_t> shape = LogicalShape(*emb);
+  if (shape.size() != 2 || shape[1] != c.dim)
+    return Errorf("{}: tensor 'token_embd.weight' has shape {}, expected [vocab, {}]", path_, ShapeStr(shape), c.dim);
+  c.vocab_size = static_cast<int>(shape[0]);
+  return Status::Ok();
+}
+
+Status GgufReader::FillLlamaConfig(Checkpoint* ck) {
   ModelConfig& c = ck->config;
   constexpr int64_t kMax = 1 << 20;
-  c.family = "llama";
   SUBQ_RETURN_IF_ERROR(GetInt("llama.embedding_length", true, 1, kMax, &c.dim));
   SUBQ_RETURN_IF_ERROR(GetInt("llama.feed_forward_length", true, 1, kMax, &c.hidden_dim));
   SUBQ_RETURN_IF_ERROR(GetInt("llama.block_count", true, 1, kMax, &c.n_layers));
@@ -342,15 +321,37 @@ Status GgufReader::FillConfig(Checkpoint* ck) {
                   path_, rope_dims, c.attn.head_dim);
   if (c.attn.head_dim % 2 != 0) return Errorf("{}: head dim {} is odd (RoPE needs pairs)", path_, c.attn.head_dim);
   c.attn.rope_interleaved = true;  // GGUF keeps Meta's interleaved q/k layout
-  c.tie_embeddings = !ck->tensors.Has("lm_head.weight");
-  c.layers.assign(c.n_layers, LayerConfig{});
+  return Status::Ok();
+}
 
-  const TensorInfo* emb = ck->tensors.Find("model.embed_tokens.weight");
-  if (emb == nullptr) return Errorf("{}: missing tensor 'token_embd.weight'", path_);
-  if (emb->shape.size() != 2 || emb->shape[1] != c.dim)
-    return Errorf("{}: tensor 'token_embd.weight' has shape {}, expected [vocab, {}]", path_, ShapeStr(emb->shape),
-                  c.dim);
-  c.vocab_size = static_cast<int>(emb->shape[0]);
+// Keys of convert_hf_to_gguf.py's Mamba2Model: mamba2.{embedding_length, block_count, ssm.conv_kernel,
+// ssm.inner_size, ssm.state_size, ssm.time_step_rank (= heads), ssm.group_count,
+// attention.layer_norm_rms_epsilon}. The chunk size is not in the file (transformers' default, 256).
+Status GgufReader::FillMamba2Config(Checkpoint* ck) {
+  ModelConfig& c = ck->config;
+  Mamba2Config& m = c.mamba2;
+  constexpr int64_t kMax = 1 << 20;
+  int d_inner = 0;
+  SUBQ_RETURN_IF_ERROR(GetInt("mamba2.embedding_length", true, 1, kMax, &c.dim));
+  SUBQ_RETURN_IF_ERROR(GetInt("mamba2.block_count", true, 1, kMax, &c.n_layers));
+  SUBQ_RETURN_IF_ERROR(GetInt("mamba2.ssm.conv_kernel", true, 1, 64, &m.conv_kernel));
+  SUBQ_RETURN_IF_ERROR(GetInt("mamba2.ssm.inner_size", true, 1, kMax, &d_inner));
+  SUBQ_RETURN_IF_ERROR(GetInt("mamba2.ssm.state_size", true, 1, kMax, &m.state_size));
+  SUBQ_RETURN_IF_ERROR(GetInt("mamba2.ssm.time_step_rank", true, 1, kMax, &m.n_heads));
+  m.n_groups = 1;
+  SUBQ_RETURN_IF_ERROR(GetInt("mamba2.ssm.group_count", false, 1, kMax, &m.n_groups));
+  c.norm_eps = 1e-5f;
+  SUBQ_RETURN_IF_ERROR(GetFloat("mamba2.attention.layer_norm_rms_epsilon", &c.norm_eps));
+  if (d_inner % m.n_heads != 0 || m.n_heads % m.n_groups != 0)
+    return Errorf("{}: mamba2.ssm.inner_size {} must be a multiple of mamba2.ssm.time_step_rank {} (heads), and that "
+                  "of mamba2.ssm.group_count {}", path_, d_inner, m.n_heads, m.n_groups);
+  m.head_dim = d_inner / m.n_heads;
+  m.chunk_size = 256;
+  m.norm_eps = c.norm_eps;  // llama.cpp's gated norm uses the same epsilon
+  m.norm_grouped = true;    // llama.cpp normalises each of the n_groups groups of d_inner
+  c.hidden_dim = 0;
+  c.max_seq_len = 1 << 16;  // no positional limit; as the HF reader
+  c.bos_id = 0, c.eos_id = 0;
   return Status::Ok();
 }
 
@@ -402,7 +403,7 @@ Result<Checkpoint> ReadGguf(const std::string& path) {
   SUBQ_ASSIGN_OR_RETURN(std::shared_ptr<MappedFile> file, MappedFile::Open(path));
   GgufReader reader(std::move(file), path);
   SUBQ_ASSIGN_OR_RETURN(Checkpoint ck, reader.Read());
-  SUBQ_RETURN_IF_ERROR(ValidateLlamaTensors(ck.config, ck.tensors, path));
+  if (ck.config.family == "llama") SUBQ_RETURN_IF_ERROR(ValidateLlamaTensors(ck.config, ck.tensors, path));
   return ck;
 }
 

@@ -2,8 +2,13 @@
 // and on corrupted copies of it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <map>
+
 #include "io/checkpoint.h"
 #include "io/io_test_util.h"
+#include "ops/weight.h"
 
 namespace subq {
 namespace {
@@ -157,6 +162,49 @@ TEST_F(GgufCorrupt, WrongArchitecture) {
   ExpectBad(b, "architecture 'mamba'");
 }
 
+// The same bytes read as another type: BF16 as they are, Q8_0 / Q4_0 (blocks of an f16 scale and 32 int8 /
+// 16 nibble-pair bytes) repacked into the planar layout of ops/weight.h, each value where GGUF puts it.
+TEST_F(GgufCorrupt, Bf16AndQuantizedBlocksReadInPlace) {
+  const std::string name = "model.layers.0.self_attn.q_proj.weight";
+  auto ref = ReadGguf(Stories("stories260K.gguf"));
+  ASSERT_TRUE(ref.ok());
+  const uint8_t* first = ref->tensors.Find(name)->data;
+  const size_t at = std::search(orig_.begin(), orig_.end(), first, first + 64) - orig_.begin();  // attn_q's data
+  ASSERT_LT(at, orig_.size());
+  const size_t q = InfoOf("blk.0.attn_q.weight");
+  const std::map<uint32_t, std::string> types = {{30, "bf16"}, {8, "q8"}, {2, "q4"}};
+  for (const auto& [type, wname] : types) {
+    SCOPED_TRACE(wname);
+    auto b = orig_;
+    Poke<uint32_t>(&b, q + 20, type);
+    WriteBytes(Tmp("t.gguf"), b);
+    auto ck = ReadGguf(Tmp("t.gguf"));
+    ASSERT_TRUE(ck.ok()) << ck.status().message();
+    auto w = ck->tensors.LoadWeight(name, 64, 64);
+    ASSERT_TRUE(w.ok()) << w.status().message();
+    EXPECT_EQ(ops::WeightTypeName(w->type), wname);
+    auto u16 = [&](size_t off) { uint16_t h; std::memcpy(&h, &b[off], 2); return h; };
+    std::vector<float> row(64);
+    for (int r : {0, 17, 63}) {
+      w->DequantizeRow(r, row.data());
+      for (int c = 0; c < 64; ++c) {
+        float want;
+        if (type == 30) {
+          want = BF16ToFloat(u16(at + 2 * (r * 64 + c)));
+        } else {
+          const size_t blk = at + (r * 2 + c / 32) * (type == 8 ? 34 : 18);
+          const float d = HalfToFloat(u16(blk));
+          const int j = c % 32;
+          want = type == 8 ? d * static_cast<int8_t>(b[blk + 2 + j])
+                           : d * ((j < 16 ? b[blk + 2 + j] & 15 : b[blk + 2 + j - 16] >> 4) - 8);
+        }
+        ASSERT_TRUE(std::memcmp(&row[c], &want, 4) == 0 || (std::isnan(row[c]) && std::isnan(want)))
+            << r << "," << c << ": " << row[c] << " vs " << want;
+      }
+    }
+  }
+}
+
 TEST_F(GgufCorrupt, TensorInfoEdits) {
   const size_t q = InfoOf("blk.0.attn_q.weight");  // n_dims u32, 2 x u64 dims, type u32, offset u64
   auto b = orig_;
@@ -166,8 +214,17 @@ TEST_F(GgufCorrupt, TensorInfoEdits) {
   Poke<uint32_t>(&b, q, 0);
   ExpectBad(b, "blk.0.attn_q.weight");
   b = orig_;
-  Poke<uint32_t>(&b, q + 20, 2);  // Q4_0
-  ExpectBad(b, "blk.0.attn_q.weight' has GGML type 2");
+  Poke<uint32_t>(&b, q + 20, 12);  // Q4_K: a type subq does not read
+  ExpectBad(b, "blk.0.attn_q.weight' has GGML type Q4_K (12); subq reads F32, F16, BF16, Q8_0 and Q4_0");
+  b = orig_;
+  Poke<uint32_t>(&b, q + 20, 1234);
+  ExpectBad(b, "has GGML type unknown (1234)");
+  b = orig_;
+  Poke<uint32_t>(&b, InfoOf("blk.0.ffn_down.weight") + 20, 8);  // Q8_0 with rows of 172: not whole blocks
+  ExpectBad(b, "'blk.0.ffn_down.weight' is Q8_0 (8) with shape [64, 172]; subq reads Q8_0 (8) matrices whose rows");
+  b = orig_;
+  Poke<uint32_t>(&b, InfoOf("blk.0.attn_norm.weight") + 12, 2);  // a 1-D Q4_0 tensor
+  ExpectBad(b, "'blk.0.attn_norm.weight' is Q4_0 (2) with shape [64]");
   b = orig_;
   Poke<uint64_t>(&b, q + 24, uint64_t{1} << 40);  // offset past EOF
   ExpectBad(b, "past the end");

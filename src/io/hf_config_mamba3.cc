@@ -41,7 +41,8 @@ const std::set<std::string> kTopKeys = {"model_type",
                                         "attention_layers",
                                         "attention_heads",
                                         "initializer_cfg",
-                                        "mlp_cfg"};
+                                        "mlp_cfg",
+                                        "quantization"};  // io/quantized.h
 const std::set<std::string> kSsmKeys = {"layer",           "d_state", "expand",    "headdim",       "ngroups",
                                         "rope_fraction",   "dt_min",  "dt_max",    "dt_init_floor", "A_floor",
                                         "is_outproj_norm", "is_mimo", "mimo_rank", "chunk_size",    "dropout"};

@@ -28,6 +28,8 @@ bool ParseDType(const std::string& s, DType* out) {
   if (s == "F32") *out = DType::kF32;
   else if (s == "F16") *out = DType::kF16;
   else if (s == "BF16") *out = DType::kBF16;
+  else if (s == "I8") *out = DType::kI8;  // q8 values (io/quantized.h)
+  else if (s == "U8") *out = DType::kU8;  // q4 nibble pairs
   else return false;
   return true;
 }
@@ -82,7 +84,7 @@ Status ReadSafetensors(const std::string& path, TensorStore* store) {
     info.file = path;
     const std::string dts = dt->get<std::string>();
     if (!ParseDType(dts, &info.dtype))
-      return Errorf("{}: tensor '{}' has dtype '{}'; subq reads only F32, F16 and BF16", path, name,
+      return Errorf("{}: tensor '{}' has dtype '{}'; subq reads only F32, F16, BF16, I8 and U8", path, name,
                     PrintableName(dts));
     std::vector<uint64_t> shape, offsets;
     if (!ReadUintArray(*sh, &shape) || shape.size() > 8)

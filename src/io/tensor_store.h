@@ -1,7 +1,8 @@
 // TensorStore: the tensors of a checkpoint, by name, as the readers found them (dtype, shape, bytes),
 // before any conversion. Every reader (safetensors, llama2.c, GGUF) fills one after validating that
-// each tensor's bytes lie inside its file. Model code pulls tensors out with Load(), which checks the
-// expected shape and converts to f32.
+// each tensor's bytes lie inside its file. Model code pulls matrices out with LoadWeight() (a typed view,
+// never converted) and small vectors with Load() (checked shape, converted to f32). Quantized matrices
+// (io/quantized.h) are an I8 or U8 tensor `X` plus an F16 tensor `X_scale`.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -15,7 +16,7 @@
 
 namespace subq {
 
-enum class DType { kF32, kF16, kBF16 };
+enum class DType { kF32, kF16, kBF16, kI8, kU8 };  // I8: q8 values, U8: packed q4 pairs
 const char* DTypeName(DType t);
 size_t DTypeSize(DType t);
 
@@ -44,6 +45,9 @@ struct TensorInfo {
   std::string file;  // the file it came from, for error messages
 };
 
+// The shape a tensor stands for: a q4 matrix stored as U8 [rows, cols/2] stands for [rows, cols].
+std::vector<int64_t> LogicalShape(const TensorInfo& t);
+
 class TensorStore {
  public:
   // Adds a tensor; fails if the name repeats or nbytes disagrees with dtype x shape.
@@ -58,10 +62,11 @@ class TensorStore {
 
   // Copies share the mapped files and owned buffers (cheap; views stay valid).
   // Loads `name` as f32, checking that its shape equals `expected` (an error names the file, the
-  // tensor, the expected and the found shape).
+  // tensor, the expected and the found shape). Quantized matrices are dequantized.
   Result<Tensor> Load(const std::string& name, const std::vector<int64_t>& expected) const;
-  // A matrix [rows, cols] as a typed view into the file's bytes (f32, f16, bf16; quantized layouts as in
-  // ops/weight.h); the view lives as long as this store or any copy of it.
+  // A matrix [rows, cols] as a typed view into the file's bytes (f32, f16, bf16; q8/q4 with the scales of
+  // `name`_scale, layouts as in ops/weight.h); the view lives as long as this store or any copy of it.
+  // Wrong shapes, dtypes, block sizes or scale counts are errors naming the file and the tensor.
   Result<ops::Weight> LoadWeight(const std::string& name, int64_t rows, int64_t cols) const;
   // Same, without a shape check (for callers that derive dims from the tensor itself).
   Result<Tensor> LoadAny(const std::string& name) const;
