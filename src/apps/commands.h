@@ -7,6 +7,7 @@ namespace subq {
 // Exit code of the subcommand that ran (callbacks set it; main returns it).
 int& ExitCode();
 
+void AddBenchCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
 void AddLogitsCommand(CLI::App& app);

@@ -1,4 +1,4 @@
-// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, quantize, distill.
+// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, quantize, bench, distill.
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   subq::AddServeCommand(app);
   subq::AddSampleCommand(app);
   subq::AddQuantizeCommand(app);
+  subq::AddBenchCommand(app);
 #ifdef SUBQ_HAVE_TORCH
   subq::AddDistillCommand(app);
 #endif

@@ -158,13 +158,13 @@ struct Pt {
 };
 
 // Finite points of one series in axis units, with line breaks (nullopt-like) marked by NaN.
-std::vector<Pt> AxisPoints(const Series& s, bool log_y) {
+std::vector<Pt> AxisPoints(const Series& s, bool log_x, bool log_y) {
   std::vector<Pt> pts;
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (size_t i = 0; i < s.x.size(); ++i) {
     double x = s.x[i], y = s.y[i];
-    bool ok = std::isfinite(x) && std::isfinite(y) && (!log_y || y > 0);
-    if (ok) pts.push_back({x, log_y ? std::log10(y) : y});
+    bool ok = std::isfinite(x) && std::isfinite(y) && (!log_x || x > 0) && (!log_y || y > 0);
+    if (ok) pts.push_back({log_x ? std::log10(x) : x, log_y ? std::log10(y) : y});
     else if (!pts.empty() && !std::isnan(pts.back().x)) pts.push_back({nan, nan});
   }
   return pts;
@@ -197,30 +197,37 @@ Rgb ViridisColor(double t) {
   return c;
 }
 
-Status WriteLineChartPng(const std::vector<Series>& series, const std::string& title, const std::string& path,
-                         const std::string& x_label, const std::string& y_label, bool log_y) {
+namespace {
+
+// One 800x500 chart; `path` only names the file in errors.
+Result<Canvas> DrawLineChart(const LineChart& chart, const std::string& path) {
+  const std::vector<Series>& series = chart.series;
+  const std::string &title = chart.title, &x_label = chart.x_label, &y_label = chart.y_label;
+  const bool log_x = chart.log_x, log_y = chart.log_y;
   if (series.empty()) return Errorf("WriteLineChartPng({}): no series", path);
   std::vector<std::vector<Pt>> pts;
   Axis ax, ay;
-  ay.log = log_y;
+  ax.log = log_x, ay.log = log_y;
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
   bool any_name = false;
   for (const Series& s : series) {
     if (s.x.size() != s.y.size())
       return Errorf("WriteLineChartPng({}): series '{}' has {} x values but {} y values", path, s.name, s.x.size(),
                     s.y.size());
-    pts.push_back(AxisPoints(s, log_y));
+    pts.push_back(AxisPoints(s, log_x, log_y));
     for (const Pt& p : pts.back())
       if (!std::isnan(p.x)) xlo = std::min(xlo, p.x), xhi = std::max(xhi, p.x), ylo = std::min(ylo, p.y), yhi = std::max(yhi, p.y);
     any_name |= !s.name.empty();
   }
   if (!(xlo <= xhi))
-    return Errorf("WriteLineChartPng({}): no finite{} point in {} series", path, log_y ? " positive" : "",
-                  series.size());
+    return Errorf("WriteLineChartPng({}): no finite{} point in {} series", path,
+                  log_x || log_y ? " positive" : "", series.size());
+  if (chart.y_from_zero && !log_y) ylo = std::min(ylo, 0.0);
   ax.lo = xlo, ax.hi = xhi, ay.lo = ylo, ay.hi = yhi;
   PadRange(&ax.lo, &ax.hi, 0.02);
   PadRange(&ay.lo, &ay.hi, 0.05);
   if (log_y && yhi == ylo) ay.lo = ylo - 0.5, ay.hi = yhi + 0.5;  // one value: show a decade around it
+  if (log_x && xhi == xlo) ax.lo = xlo - 0.5, ax.hi = xhi + 0.5;
 
   const int W = 800, H = 500, th = Canvas::TextHeight();
   int title_scale = 1;
@@ -236,7 +243,8 @@ Status WriteLineChartPng(const std::vector<Series>& series, const std::string& t
   // x ticks: reduce the count until the labels have room between them.
   int right = 24, pw = 0;
   for (int target = 9; target >= 2; --target) {
-    LinearTicks(&ax, target);
+    if (log_x) LogTicks(&ax, target);
+    else LinearTicks(&ax, target);
     int maxw = 0;
     for (auto& l : ax.labels) maxw = std::max(maxw, Canvas::TextWidth(l));
     right = std::max(24, maxw / 2 + 8);
@@ -320,7 +328,28 @@ Status WriteLineChartPng(const std::vector<Series>& series, const std::string& t
       cv.Text(cx[best] + 38, y, name, kText);
     }
   }
-  return WritePngRgb(cv.image(), path);
+  return cv;
+}
+
+}  // namespace
+
+Status WriteLineChartPng(const std::vector<Series>& series, const std::string& title, const std::string& path,
+                         const std::string& x_label, const std::string& y_label, bool log_y) {
+  return WriteLineChartsPng({LineChart{series, title, x_label, y_label, false, log_y, false}}, path);
+}
+
+Status WriteLineChartsPng(const std::vector<LineChart>& panels, const std::string& path) {
+  if (panels.empty()) return Errorf("WriteLineChartPng({}): no chart", path);
+  std::vector<Canvas> drawn;
+  for (const LineChart& c : panels) {
+    SUBQ_ASSIGN_OR_RETURN(Canvas cv, DrawLineChart(c, path));
+    drawn.push_back(std::move(cv));
+  }
+  Canvas all(drawn[0].width() * static_cast<int>(drawn.size()), drawn[0].height());
+  for (size_t k = 0; k < drawn.size(); ++k)
+    for (int y = 0; y < drawn[k].height(); ++y)
+      for (int x = 0; x < drawn[k].width(); ++x) all.Set(static_cast<int>(k) * drawn[k].width() + x, y, drawn[k].image().At(x, y));
+  return WritePngRgb(all.image(), path);
 }
 
 namespace {

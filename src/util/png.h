@@ -22,6 +22,17 @@ struct Series {
 Status WriteLineChartPng(const std::vector<Series>& series, const std::string& title, const std::string& path,
                          const std::string& x_label = "", const std::string& y_label = "", bool log_y = false);
 
+// A line chart as WriteLineChartPng draws it; log axes show decades (values, not exponents).
+struct LineChart {
+  std::vector<Series> series;
+  std::string title, x_label, y_label;
+  bool log_x = false, log_y = false;
+  bool y_from_zero = false;  // linear y axis starts at 0 (a flat line then looks flat)
+};
+// Several line charts side by side in one PNG (each 800x500), e.g. two panels of one benchmark.
+// Errors: no chart, and those of WriteLineChartPng for any chart.
+Status WriteLineChartsPng(const std::vector<LineChart>& charts, const std::string& path);
+
 // Heatmap of a 2-D tensor [rows, cols] (leading dimensions of size 1 are allowed). Viridis colours
 // scaled min..max over finite values, a colour bar with min/max labels, row/column index ticks and a
 // title on top. Cells are enlarged so small matrices are readable (an 8x8 matrix gets 32-px cells);

@@ -129,6 +129,29 @@ TEST(PngTest, LineChartErrors) {
   EXPECT_NE(bad.message().find("/nonexistent_dir_subq/x.png"), std::string::npos) << bad.message();
 }
 
+TEST(PngTest, LineChartsSideBySideWithLogX) {
+  const std::string path = OutPath("line_panels.png");
+  LineChart ctx{{Series{"a", {128, 512, 4096, 16384}, {40, 39, NAN, 38}}}, "decode", "context", "tok/s", true, false};
+  LineChart bat{{Series{"a", {1, 8, 32}, {40, 300, 1100}}, Series{"b", {1, 8, 32}, {50, 200, 300}}}, "batch", "B",
+                "tok/s", true, true};
+  Status st = WriteLineChartsPng({ctx, bat}, path);
+  ASSERT_TRUE(st.ok()) << st.message();
+  RgbImage img = ReadBack(path);
+  EXPECT_EQ(img.width, 1600);
+  EXPECT_EQ(img.height, 500);
+  int64_t left_blue = 0, right_orange = 0;
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x) {
+      left_blue += x < 800 && img.At(x, y) == Rgb{31, 119, 180};
+      right_orange += x >= 800 && img.At(x, y) == Rgb{255, 127, 14};
+    }
+  EXPECT_GT(left_blue, 100);
+  EXPECT_GT(right_orange, 100);
+  EXPECT_FALSE(WriteLineChartsPng({}, path).ok());
+  LineChart neg_x{{Series{"n", {-1, 0}, {1, 2}}}, "t", "", "", true, false};  // no positive x on a log axis
+  EXPECT_FALSE(WriteLineChartsPng({ctx, neg_x}, path).ok());
+}
+
 TEST(PngTest, HeatmapCellsHaveTheColourOfTheirValue) {
   const std::string path = OutPath("heatmap.png");
   Tensor m = Ramp(8, 8);  // 0..63

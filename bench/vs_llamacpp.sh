@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# subq vs llama.cpp on this CPU, side by side, on the same files, threads and lengths (issue 14).
+#
+#   bench/vs_llamacpp.sh [--stage all|build|models|run|report] [--rounds N] [--threads N]
+#                        [--prompts 128,512,4096] [--gen N]
+#
+# Stages (each reuses what an earlier run left in the cache):
+#   build   pip-downloads the llama-cpp-python sdist from PyPI and builds llama.cpp's CPU tools from
+#           its vendored copy (Release, GGML_NATIVE=ON, no CUDA, no curl); nothing of it is committed.
+#   models  makes the bench models as HF folders (bench/make_bench_models.py) and converts each with
+#           llama.cpp's convert_hf_to_gguf.py to f32, f16 and q8_0, then llama-quantize to q4_0.
+#   run     runs llama-bench and `subq bench` alternately (order flipped each round), warm-up first.
+#   report  writes bench/results/vs_llamacpp.{json,md} (bench/vs_llamacpp_report.py).
+# Environment: BENCH_CACHE (default ~/.cache/subq/vs_llamacpp), SUBQ_BUILD (default build).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CACHE="${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/subq/vs_llamacpp}"
+SUBQ_BUILD="${SUBQ_BUILD:-$ROOT/build}"
+LCP_VERSION=0.3.36
+STAGE=all ROUNDS=3 THREADS=2 PROMPTS=128,512,4096 GEN=128
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --stage) STAGE="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --threads) THREADS="$2"; shift 2 ;;
+    --prompts) PROMPTS="$2"; shift 2 ;;
+    --gen) GEN="$2"; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "vs_llamacpp.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$STAGE" in all|build|models|run|report) ;; *) echo "vs_llamacpp.sh: bad --stage '$STAGE'" >&2; exit 2 ;; esac
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ && "$THREADS" =~ ^[1-9][0-9]*$ && "$GEN" =~ ^[1-9][0-9]*$ ]] ||
+  { echo "vs_llamacpp.sh: --rounds, --threads and --gen take positive integers" >&2; exit 2; }
+[[ "$PROMPTS" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
+  { echo "vs_llamacpp.sh: --prompts takes a comma list of positive integers" >&2; exit 2; }
+
+SRC="$CACHE/llama.cpp" LBUILD="$CACHE/build" MODELS="$CACHE/models" RAW="$CACHE/raw"
+RESULTS="$ROOT/bench/results"
+log() { echo "[vs_llamacpp $(date +%H:%M:%S)] $*" >&2; }
+mkdir -p "$CACHE"
+
+stage_build() {
+  if [[ ! -f "$SRC/convert_hf_to_gguf.py" ]]; then
+    log "downloading the llama-cpp-python $LCP_VERSION sdist"
+    rm -rf "$CACHE/sdist" && mkdir -p "$CACHE/sdist"
+    # Only the sdist itself from source: its build requirements come as wheels.
+    pip download --no-deps --no-binary llama-cpp-python "llama-cpp-python==$LCP_VERSION" -d "$CACHE/sdist" >&2
+    tar -xzf "$CACHE/sdist/llama_cpp_python-$LCP_VERSION.tar.gz" -C "$CACHE/sdist"
+    rm -rf "$SRC" && mv "$CACHE/sdist/llama_cpp_python-$LCP_VERSION/vendor/llama.cpp" "$SRC"
+    rm -rf "$CACHE/sdist"
+  fi
+  if [[ ! -x "$LBUILD/bin/llama-bench" || ! -x "$LBUILD/bin/llama-quantize" ]]; then
+    log "building llama.cpp (llama-bench, llama-quantize) in $LBUILD"
+    cmake -S "$SRC" -B "$LBUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CUDA=OFF \
+      -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >&2
+    cmake --build "$LBUILD" -j "$(nproc)" --target llama-bench llama-quantize >&2
+  fi
+  log "llama.cpp tools ready: $LBUILD/bin"
+}
+
+case "$STAGE" in
+  build|all) stage_build ;;
+esac

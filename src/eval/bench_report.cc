@@ -1,0 +1,140 @@
+// Output of `subq bench`: machine info, JSON, the text table and the two-panel PNG.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <thread>
+
+#include "eval/bench.h"
+#include "util/png.h"
+
+namespace subq {
+namespace {
+
+std::string CpuModel() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown";
+}
+
+double MemKb(const std::string& key) {
+  std::ifstream f("/proc/meminfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1));
+  return 0;
+}
+
+std::string Mb(size_t b) { return fmt::format("{:.1f} MB", b / 1e6); }
+
+// "" for a measured cell; the skip reason otherwise (JSON readers see which and why).
+nlohmann::json SkipOr(const std::string& skip, nlohmann::json j) {
+  if (!skip.empty()) j["skipped"] = skip;
+  return j;
+}
+
+double NanIfSkipped(const std::string& skip, double v) {
+  return skip.empty() ? v : std::numeric_limits<double>::quiet_NaN();
+}
+
+}  // namespace
+
+nlohmann::json MachineInfo() {
+  double load[3] = {0, 0, 0};
+  std::ifstream("/proc/loadavg") >> load[0] >> load[1] >> load[2];
+  return {{"cpu", CpuModel()},
+          {"cores", std::thread::hardware_concurrency()},
+          {"load_average", {load[0], load[1], load[2]}},
+          {"mem_total_bytes", MemKb("MemTotal") * 1024},
+          {"mem_available_bytes", MemKb("MemAvailable") * 1024}};
+}
+
+nlohmann::json BenchJson(const std::vector<ModelBench>& rs, const BenchOptions& o) {
+  nlohmann::json models = nlohmann::json::array();
+  for (const ModelBench& r : rs) {
+    nlohmann::json pre = nlohmann::json::array(), bat = nlohmann::json::array();
+    for (const PrefillCell& c : r.prefill) {
+      nlohmann::json j = {{"length", c.length}};
+      if (c.skip.empty()) {
+        j.update({{"prefill_tok_s", c.tok_s}, {"ttft_s", c.ttft_s}, {"state_bytes", c.state_bytes},
+                  {"state_capacity_bytes", c.state_capacity_bytes}});
+        if (c.decode_skip.empty()) j["decode_tok_s"] = c.decode_tok_s;
+        else j["decode_skipped"] = c.decode_skip;
+      }
+      pre.push_back(SkipOr(c.skip, j));
+    }
+    for (const BatchCell& c : r.batch) {
+      nlohmann::json j = {{"batch", c.batch}};
+      if (c.skip.empty())
+        j.update({{"tok_s_per_seq", c.tok_s_per_seq}, {"aggregate_tok_s", c.aggregate_tok_s},
+                  {"state_bytes_per_seq", c.state_bytes_per_seq},
+                  {"state_capacity_bytes_per_seq", c.state_capacity_bytes_per_seq}});
+      bat.push_back(SkipOr(c.skip, j));
+    }
+    models.push_back({{"model", r.name},
+                      {"family", r.family},
+                      {"context_limit", r.context_limit},
+                      {"weight_bytes", r.weight_bytes},
+                      {"workspace_bytes", r.workspace_bytes},
+                      {"peak_rss_bytes", r.peak_rss_bytes},
+                      {"warmup_s", r.warmup_s},
+                      {"prefill", pre},
+                      {"batch", bat}});
+  }
+  return {{"machine", MachineInfo()},
+          {"options",
+           {{"threads", o.threads}, {"prompt_lengths", o.prompt_lengths}, {"batches", o.batches},
+            {"gen", o.gen}, {"batch_context", o.batch_context}, {"max_tokens", o.max_tokens}}},
+          {"models", models}};
+}
+
+std::string BenchTable(const ModelBench& r, const BenchOptions& o) {
+  std::string s = fmt::format("{} ({}): weights {}, context limit {}, workspace {}, peak RSS {}\n", r.name,
+                              r.family, Mb(r.weight_bytes), r.context_limit ? std::to_string(r.context_limit) : "none",
+                              Mb(r.workspace_bytes), Mb(r.peak_rss_bytes));
+  s += fmt::format("  {:>7} {:>14} {:>10} {:>16} {:>14} {:>14}\n", "prompt", "prefill tok/s", "TTFT ms",
+                   "decode tok/s", "state bytes", "capacity");
+  for (const PrefillCell& c : r.prefill) {
+    if (!c.skip.empty()) {
+      s += fmt::format("  {:>7} {}\n", c.length, c.skip);
+      continue;
+    }
+    const std::string dec = c.decode_skip.empty() ? fmt::format("{:.1f}", c.decode_tok_s) : "skipped";
+    s += fmt::format("  {:>7} {:>14.1f} {:>10.1f} {:>16} {:>14} {:>14}\n", c.length, c.tok_s, c.ttft_s * 1e3, dec,
+                     c.state_bytes, c.state_capacity_bytes);
+    if (!c.decode_skip.empty()) s += fmt::format("  {:>7} decode after it: {}\n", "", c.decode_skip);
+  }
+  s += fmt::format("  decode of {} tokens after {} tokens of context, B sequences together:\n", o.gen,
+                   o.batch_context);
+  s += fmt::format("  {:>7} {:>14} {:>16} {:>14} {:>14}\n", "batch", "tok/s per seq", "aggregate tok/s",
+                   "state bytes", "capacity");
+  for (const BatchCell& c : r.batch) {
+    if (!c.skip.empty()) s += fmt::format("  {:>7} {}\n", c.batch, c.skip);
+    else
+      s += fmt::format("  {:>7} {:>14.1f} {:>16.1f} {:>14} {:>14}\n", c.batch, c.tok_s_per_seq, c.aggregate_tok_s,
+                       c.state_bytes_per_seq, c.state_capacity_bytes_per_seq);
+  }
+  return s;
+}
+
+Status WriteBenchPng(const std::vector<ModelBench>& rs, const BenchOptions& o, const std::string& path) {
+  LineChart ctx{{}, "decode tok/s vs context (batch 1)", "context length (tokens)", "decode tok/s", true, false, true};
+  LineChart bat{{}, fmt::format("aggregate decode tok/s vs batch (context {})", o.batch_context), "batch (sequences)",
+                "aggregate tok/s", true, false, true};
+  for (const ModelBench& r : rs) {
+    std::string label = std::filesystem::path(r.name).filename().string();
+    if (label == "hf" || label.empty()) label = std::filesystem::path(r.name).parent_path().filename().string();
+    Series a{label, {}, {}}, b{label, {}, {}};
+    for (const PrefillCell& c : r.prefill) {
+      a.x.push_back(c.length);
+      a.y.push_back(NanIfSkipped(c.skip.empty() ? c.decode_skip : c.skip, c.decode_tok_s));
+    }
+    for (const BatchCell& c : r.batch) b.x.push_back(c.batch), b.y.push_back(NanIfSkipped(c.skip, c.aggregate_tok_s));
+    ctx.series.push_back(a), bat.series.push_back(b);
+  }
+  return WriteLineChartsPng({ctx, bat}, path);
+}
+
+}  // namespace subq
