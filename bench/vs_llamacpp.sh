@@ -11,7 +11,8 @@
 #           llama.cpp's convert_hf_to_gguf.py to f32, f16 and q8_0, then llama-quantize to q4_0.
 #   run     runs llama-bench and `subq bench` alternately (order flipped each round), warm-up first.
 #   report  writes bench/results/vs_llamacpp.{json,md} (bench/vs_llamacpp_report.py).
-# Environment: BENCH_CACHE (default ~/.cache/subq/vs_llamacpp), SUBQ_BUILD (default build).
+# Environment: BENCH_CACHE (default ~/.cache/subq/vs_llamacpp), SUBQ_BUILD (default build), SUBQ_DATA
+# (default ../shared/data: stories260K and the texts the shared tokenizer is trained on).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -26,7 +27,7 @@ while [[ $# -gt 0 ]]; do
     --threads) THREADS="$2"; shift 2 ;;
     --prompts) PROMPTS="$2"; shift 2 ;;
     --gen) GEN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "vs_llamacpp.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -60,6 +61,56 @@ stage_build() {
   log "llama.cpp tools ready: $LBUILD/bin"
 }
 
+stage_models() {
+  [[ -f "$SRC/convert_hf_to_gguf.py" && -x "$LBUILD/bin/llama-quantize" ]] || { echo "run --stage build first" >&2; exit 1; }
+  local data="${SUBQ_DATA:-$ROOT/../shared/data}"
+  python3 "$ROOT/bench/make_bench_models.py" --out "$MODELS" --stories "$data/stories260K/hf" \
+    --text "$data"/text/tinystories-sample.txt "$data"/text/mobydick.txt "$data"/text/wikitext-2-raw-test.raw \
+    "$data"/text/tinyshakespeare.txt
+  for m in llama-110m mamba2-130m stories260K; do
+    for t in f32 f16 q8_0; do
+      local out="$MODELS/$m-$t.gguf"
+      [[ -f "$out" ]] && continue
+      log "converting $m to $t"
+      PYTHONPATH="$SRC/gguf-py" python3 "$SRC/convert_hf_to_gguf.py" "$MODELS/$m" --outtype "$t" --outfile "$out.tmp" \
+        > "$CACHE/convert-$m-$t.log" 2>&1 && mv "$out.tmp" "$out" || log "conversion of $m to $t failed: $CACHE/convert-$m-$t.log"
+    done
+    if [[ ! -f "$MODELS/$m-q4_0.gguf" && -f "$MODELS/$m-f32.gguf" ]]; then
+      log "quantizing $m to q4_0"
+      "$LBUILD/bin/llama-quantize" "$MODELS/$m-f32.gguf" "$MODELS/$m-q4_0.gguf.tmp" q4_0 > "$CACHE/quantize-$m.log" 2>&1 &&
+        mv "$MODELS/$m-q4_0.gguf.tmp" "$MODELS/$m-q4_0.gguf" || log "llama-quantize of $m failed: $CACHE/quantize-$m.log"
+    fi
+    # subq's own quantized files, once `subq quantize` exists (the run stage probes what subq can read).
+    if "$SUBQ_BUILD/subq" quantize --help > /dev/null 2>&1; then
+      for t in q8_0 q4_0; do
+        [[ -d "$MODELS/$m-$t-subq" ]] || "$SUBQ_BUILD/subq" quantize --model "$MODELS/$m" --type "${t%_0}" \
+          --out "$MODELS/$m-$t-subq" >&2 || log "subq quantize of $m to $t failed"
+      done
+    fi
+  done
+}
+
+stage_run() {
+  [[ -x "$SUBQ_BUILD/subq" ]] || { echo "no $SUBQ_BUILD/subq: build subq first (see README)" >&2; exit 1; }
+  local commit
+  commit="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src || echo -dirty)"
+  rm -rf "$RAW"
+  python3 "$ROOT/bench/vs_llamacpp.py" run --models "$MODELS" --llama-bin "$LBUILD/bin" --subq "$SUBQ_BUILD/subq" \
+    --raw "$RAW" --bench-ops "$SUBQ_BUILD/bench_ops" --commit "$commit" --threads "$THREADS" --rounds "$ROUNDS" \
+    --prompts "$PROMPTS" --gen "$GEN"
+}
+
+stage_report() {
+  mkdir -p "$RESULTS"
+  python3 "$ROOT/bench/vs_llamacpp.py" report --raw "$RAW" --models "$MODELS" --gguf-py "$SRC/gguf-py" \
+    --json "$RESULTS/vs_llamacpp.json" --md "$RESULTS/vs_llamacpp.md"
+  cat "$RESULTS/vs_llamacpp.md"
+}
+
 case "$STAGE" in
-  build|all) stage_build ;;
+  build) stage_build ;;
+  models) stage_models ;;
+  run) stage_run ;;
+  report) stage_report ;;
+  all) stage_build; stage_models; stage_run; stage_report ;;
 esac

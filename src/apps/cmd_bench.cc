@@ -16,6 +16,7 @@ namespace {
 struct BenchCliOptions {
   std::vector<std::string> models;
   std::string device = "cpu", prompt_lengths = "128,512,4096,16384", batches = "1,8,32,128", json, png;
+  double memory_limit_mb = 0;
   BenchOptions bench;
 };
 
@@ -47,6 +48,7 @@ int RunBench(BenchCliOptions& o) {
   auto bs = ParseList("--batch", o.batches, 1);
   if (!bs.ok()) return ReportError(bs.status());
   o.bench.prompt_lengths = *pl, o.bench.batches = *bs;
+  o.bench.memory_limit = static_cast<size_t>(o.memory_limit_mb * 1e6);
   o.bench.progress = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
   std::vector<ModelBench> results;
   for (const std::string& path : o.models) {
@@ -89,6 +91,8 @@ void AddBenchCommand(CLI::App& app) {
   c->add_option("--batch-context", o->bench.batch_context, "context each sequence holds before the batched decode")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--max-tokens", o->bench.max_tokens, "rows per forward call (prompt piece length)")
+      ->check(CLI::PositiveNumber);
+  c->add_option("--memory-limit-mb", o->memory_limit_mb, "memory a cell may allocate (default: MemAvailable)")
       ->check(CLI::PositiveNumber);
   c->add_option("--json", o->json, "write every number (and the machine) to this JSON file");
   c->add_option("--png", o->png, "write the plot (decode vs context, aggregate vs batch) to this PNG");
