@@ -62,7 +62,7 @@ stage_build() {
 }
 
 stage_models() {
-  [[ -f "$SRC/convert_hf_to_gguf.py" && -x "$LBUILD/bin/llama-quantize" ]] || { echo "run --stage build first" >&2; exit 1; }
+  [[ -f "$SRC/convert_hf_to_gguf.py" ]] || { echo "run --stage build first" >&2; exit 1; }
   local data="${SUBQ_DATA:-$ROOT/../shared/data}"
   python3 "$ROOT/bench/make_bench_models.py" --out "$MODELS" --stories "$data/stories260K/hf" \
     --text "$data"/text/tinystories-sample.txt "$data"/text/mobydick.txt "$data"/text/wikitext-2-raw-test.raw \
@@ -75,7 +75,7 @@ stage_models() {
       PYTHONPATH="$SRC/gguf-py" python3 "$SRC/convert_hf_to_gguf.py" "$MODELS/$m" --outtype "$t" --outfile "$out.tmp" \
         > "$CACHE/convert-$m-$t.log" 2>&1 && mv "$out.tmp" "$out" || log "conversion of $m to $t failed: $CACHE/convert-$m-$t.log"
     done
-    if [[ ! -f "$MODELS/$m-q4_0.gguf" && -f "$MODELS/$m-f32.gguf" ]]; then
+    if [[ ! -f "$MODELS/$m-q4_0.gguf" && -f "$MODELS/$m-f32.gguf" && -x "$LBUILD/bin/llama-quantize" ]]; then
       log "quantizing $m to q4_0"
       "$LBUILD/bin/llama-quantize" "$MODELS/$m-f32.gguf" "$MODELS/$m-q4_0.gguf.tmp" q4_0 > "$CACHE/quantize-$m.log" 2>&1 &&
         mv "$MODELS/$m-q4_0.gguf.tmp" "$MODELS/$m-q4_0.gguf" || log "llama-quantize of $m failed: $CACHE/quantize-$m.log"

@@ -147,9 +147,10 @@ class Bencher {
     const int n = o_.batch_context + o_.gen;
     c.skip = CheckFits(n, B, static_cast<size_t>(B) * vocab_ * sizeof(float));
     if (!c.skip.empty()) return c;
-    if (proto_.layers.empty()) {  // every sequence starts from one prefilled prompt (copied B times)
+    if (!have_proto_) {  // every sequence starts from one prefilled prompt (copied B times)
       SUBQ_ASSIGN_OR_RETURN(double t, Prefill(o_.batch_context, n, &proto_, &proto_next_));
       (void)t;
+      have_proto_ = true;
     }
     std::vector<SequenceState> seqs(B);
     std::vector<float> logits(static_cast<size_t>(B) * vocab_);
@@ -188,6 +189,7 @@ class Bencher {
   std::vector<float> logits_;
   std::vector<int> prompt_;
   SequenceState proto_;
+  bool have_proto_ = false;
   int proto_next_ = 0;
 };
 
@@ -235,7 +237,9 @@ Result<ModelBench> BenchModel(const Model& model, const std::string& name, const
   for (int B : o.batches) {
     SUBQ_ASSIGN_OR_RETURN(BatchCell c, b.BatchDecode(B));
     if (!c.skip.empty()) say(fmt::format("batch {}: skipped, {}", B, c.skip));
-    else say(fmt::format("batch {}: {:.1f} tok/s per sequence, {:.1f} aggregate", B, c.tok_s_per_seq, c.aggregate_tok_s));
+    else
+      say(fmt::format("batch {}: {:.1f} tok/s per sequence, {:.1f} aggregate", B, c.tok_s_per_seq,
+                      c.aggregate_tok_s));
     r.batch.push_back(c);
   }
   r.peak_rss_bytes = PeakRss();

@@ -47,7 +47,7 @@ struct BatchCell {
 struct ModelBench {
   std::string name;                 // the --model argument
   std::string family;
-  int context_limit = 0;            // 0: unlimited (recurrent)
+  int context_limit = 0;            // 0: unlimited (recurrent; null in the JSON)
   size_t weight_bytes = 0;          // Model::WeightBytes: what one decode step reads
   size_t workspace_bytes = 0;
   size_t peak_rss_bytes = 0;        // this model's peak resident set (VmHWM, reset before it)

@@ -75,7 +75,7 @@ nlohmann::json BenchJson(const std::vector<ModelBench>& rs, const BenchOptions& 
     }
     models.push_back({{"model", r.name},
                       {"family", r.family},
-                      {"context_limit", r.context_limit},
+                      {"context_limit", r.context_limit ? nlohmann::json(r.context_limit) : nlohmann::json()},
                       {"weight_bytes", r.weight_bytes},
                       {"workspace_bytes", r.workspace_bytes},
                       {"peak_rss_bytes", r.peak_rss_bytes},

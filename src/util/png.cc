@@ -346,9 +346,11 @@ Status WriteLineChartsPng(const std::vector<LineChart>& panels, const std::strin
     drawn.push_back(std::move(cv));
   }
   Canvas all(drawn[0].width() * static_cast<int>(drawn.size()), drawn[0].height());
-  for (size_t k = 0; k < drawn.size(); ++k)
+  for (size_t k = 0; k < drawn.size(); ++k) {
+    const int x0 = static_cast<int>(k) * drawn[k].width();
     for (int y = 0; y < drawn[k].height(); ++y)
-      for (int x = 0; x < drawn[k].width(); ++x) all.Set(static_cast<int>(k) * drawn[k].width() + x, y, drawn[k].image().At(x, y));
+      for (int x = 0; x < drawn[k].width(); ++x) all.Set(x0 + x, y, drawn[k].image().At(x, y));
+  }
   return WritePngRgb(all.image(), path);
 }
 
