@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sys/resource.h>
 #include <thread>
 
 #include "eval/bench.h"
@@ -83,7 +84,10 @@ nlohmann::json BenchJson(const std::vector<ModelBench>& rs, const BenchOptions& 
                       {"prefill", pre},
                       {"batch", bat}});
   }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
   return {{"machine", MachineInfo()},
+          {"process_peak_rss_bytes", static_cast<size_t>(ru.ru_maxrss) * 1024},  // getrusage, all models
           {"options",
            {{"threads", o.threads}, {"prompt_lengths", o.prompt_lengths}, {"batches", o.batches},
             {"gen", o.gen}, {"batch_context", o.batch_context}, {"max_tokens", o.max_tokens}}},
