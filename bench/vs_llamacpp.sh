@@ -2,7 +2,7 @@
 # subq vs llama.cpp on this CPU, side by side, on the same files, threads and lengths (issue 14).
 #
 #   bench/vs_llamacpp.sh [--stage all|build|models|run|report] [--rounds N] [--threads N]
-#                        [--prompts 128,512,4096] [--gen N]
+#                        [--prompts 128,512,4096] [--gen N] [--reps N (llama-bench repetitions per round)]
 #
 # Stages (each reuses what an earlier run left in the cache):
 #   build   pip-downloads the llama-cpp-python sdist from PyPI and builds llama.cpp's CPU tools from
@@ -19,7 +19,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/subq/vs_llamacpp}"
 SUBQ_BUILD="${SUBQ_BUILD:-$ROOT/build}"
 LCP_VERSION=0.3.36
-STAGE=all ROUNDS=3 THREADS=2 PROMPTS=128,512,4096 GEN=128
+STAGE=all ROUNDS=3 THREADS=2 PROMPTS=128,512,4096 GEN=128 REPS=2
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) STAGE="$2"; shift 2 ;;
@@ -27,13 +27,15 @@ while [[ $# -gt 0 ]]; do
     --threads) THREADS="$2"; shift 2 ;;
     --prompts) PROMPTS="$2"; shift 2 ;;
     --gen) GEN="$2"; shift 2 ;;
+    --reps) REPS="$2"; shift 2 ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "vs_llamacpp.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$STAGE" in all|build|models|run|report) ;; *) echo "vs_llamacpp.sh: bad --stage '$STAGE'" >&2; exit 2 ;; esac
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ && "$THREADS" =~ ^[1-9][0-9]*$ && "$GEN" =~ ^[1-9][0-9]*$ ]] ||
-  { echo "vs_llamacpp.sh: --rounds, --threads and --gen take positive integers" >&2; exit 2; }
+for v in "$ROUNDS" "$THREADS" "$GEN" "$REPS"; do
+  [[ "$v" =~ ^[1-9][0-9]*$ ]] || { echo "vs_llamacpp.sh: --rounds, --threads, --gen and --reps take positive integers" >&2; exit 2; }
+done
 [[ "$PROMPTS" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
   { echo "vs_llamacpp.sh: --prompts takes a comma list of positive integers" >&2; exit 2; }
 
@@ -81,7 +83,7 @@ stage_models() {
         mv "$MODELS/$m-q4_0.gguf.tmp" "$MODELS/$m-q4_0.gguf" || log "llama-quantize of $m failed: $CACHE/quantize-$m.log"
     fi
     # subq's own quantized files, once `subq quantize` exists (the run stage probes what subq can read).
-    if "$SUBQ_BUILD/subq" quantize --help > /dev/null 2>&1; then
+    if "$SUBQ_BUILD/subq" --help 2>/dev/null | grep -q "^  quantize "; then
       for t in q8_0 q4_0; do
         [[ -d "$MODELS/$m-$t-subq" ]] || "$SUBQ_BUILD/subq" quantize --model "$MODELS/$m" --type "${t%_0}" \
           --out "$MODELS/$m-$t-subq" >&2 || log "subq quantize of $m to $t failed"
@@ -97,7 +99,7 @@ stage_run() {
   rm -rf "$RAW"
   python3 "$ROOT/bench/vs_llamacpp.py" run --models "$MODELS" --llama-bin "$LBUILD/bin" --subq "$SUBQ_BUILD/subq" \
     --raw "$RAW" --bench-ops "$SUBQ_BUILD/bench_ops" --commit "$commit" --threads "$THREADS" --rounds "$ROUNDS" \
-    --prompts "$PROMPTS" --gen "$GEN"
+    --prompts "$PROMPTS" --gen "$GEN" --reps "$REPS"
 }
 
 stage_report() {
