@@ -182,14 +182,14 @@ def cmd_report(a):
     llama_build, rows_out = None, []
     for row in meta["rows"]:
         r = {k: row.get(k) for k in ("model", "precision", "gguf", "subq_file", "subq_skipped", "skipped")}
-        r = {k: v for k, v in r.items() if v is not None}
+        r = {k: v.replace(f"{a.models}/", "") for k, v in r.items() if v is not None}  # no machine paths
         rows_out.append(r)
         if "skipped" in row:
             continue
         per = {"llama": {}, "subq": {}}
         for run in row.get("runs", []):
             if "error" in run:
-                r.setdefault("errors", []).append(run["error"])
+                r.setdefault("errors", []).append(run["error"].replace(f"{a.models}/", ""))
                 continue
             f = a.raw / run["file"]
             per[run["engine"]][run["round"]] = llama_rates(f) if run["engine"] == "llama" else subq_rates(f)
