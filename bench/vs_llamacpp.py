@@ -117,11 +117,14 @@ def cmd_run(a):
                                                    **({"error": err} if err else {})})
                 if err:
                     log(err)
-    for row in rows:
-        row.pop("_subq_path", None)
-    meta["rows"], meta["load_after"] = rows, load_average()
-    (a.raw / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+                write_meta(a.raw, meta, rows, r + 1)  # after every run: an interrupted run still reports
     log(f"wrote {a.raw / 'meta.json'}")
+
+
+def write_meta(raw, meta, rows, rounds_done):
+    meta["rows"] = [{k: v for k, v in row.items() if k != "_subq_path"} for row in rows]
+    meta["rounds_done"], meta["load_after"] = rounds_done, load_average()
+    (raw / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------- report
@@ -217,7 +220,7 @@ def cmd_report(a):
                     if d[f"{eng}_tok_s"]:
                         d[f"{eng}_roofline"] = d[f"{eng}_tok_s"] * cost / limit
             r["phases"][ph] = d
-    res = {"machine": meta["machine"], "threads": meta["threads"], "rounds": meta["rounds"],
+    res = {"machine": meta["machine"], "threads": meta["threads"], "rounds": meta.get("rounds_done", meta["rounds"]),
            "llamacpp_reps_per_round": meta["reps"], "subq_commit": meta["subq_commit"],
            "llamacpp": {"source": "llama-cpp-python 0.3.36 sdist (vendor/llama.cpp)", "build_commit": llama_build},
            "load_average_before": meta["load_before"], "load_average_after": meta["load_after"],
