@@ -225,7 +225,7 @@ def cmd_report(a):
            "llamacpp": {"source": "llama-cpp-python 0.3.36 sdist (vendor/llama.cpp)", "build_commit": llama_build},
            "load_average_before": meta["load_before"], "load_average_after": meta["load_after"],
            "load_average_per_run": [run["load"][0] for row in meta["rows"] for run in row.get("runs", [])],
-           "bench_ops": ops, "rows": rows_out}
+           "bench_ops": ops, "note": a.note, "rows": rows_out}
     a.json.write_text(json.dumps(res, indent=2) + "\n")
     a.md.write_text(markdown(res))
     log(f"wrote {a.json} and {a.md}")
@@ -237,13 +237,14 @@ def fmt(v, spec=".1f"):
 
 def markdown(res):
     m, ops, loads = res["machine"], res["bench_ops"], res["load_average_per_run"]
-    out = [f"# subq vs llama.cpp on {m['cpu']} ({m['cores']} cores), {res['threads']} threads", "",
-           f"subq commit {res['subq_commit']}; llama.cpp {res['llamacpp']['build_commit']} from the "
-           f"{res['llamacpp']['source']}. Medians of {res['rounds']} alternating rounds (engine order flipped each "
-           f"round; llama-bench {res['llamacpp_reps_per_round']} repetitions per round, warm-up first; subq bench "
-           "warm-up first). Ratio: median over rounds of subq/llama.cpp measured in the same round.",
-           f"Load average (1 min) before each run: min {min(loads, default=0):.2f}, max {max(loads, default=0):.2f}"
-           " (other engineers build on this machine).", ""]
+    out = [f"# subq vs llama.cpp on {m['cpu']} ({m['cores']} cores), {res['threads']} threads", ""]
+    out += [res["note"], ""] if res.get("note") else []
+    out += [f"subq commit {res['subq_commit']}; llama.cpp {res['llamacpp']['build_commit']} from the "
+            f"{res['llamacpp']['source']}. Medians of {res['rounds']} alternating rounds (engine order flipped each "
+            f"round; llama-bench {res['llamacpp_reps_per_round']} repetitions per round, warm-up first; subq bench "
+            "warm-up first). Ratio: median over rounds of subq/llama.cpp measured in the same round.",
+            f"Load average (1 min) before each run: min {min(loads, default=0):.2f}, max {max(loads, default=0):.2f}"
+            " (other engineers build on this machine).", ""]
     if ops:
         g = ops["gemm"]
         out += [f"Machine limits (bench_ops, {ops.get('threads')} threads): read bandwidth {ops['read_gbs']:.1f} GB/s, "
@@ -292,6 +293,7 @@ def main():
     p.add_argument("--gguf-py", type=pathlib.Path, required=True)
     p.add_argument("--json", type=pathlib.Path, required=True)
     p.add_argument("--md", type=pathlib.Path, required=True)
+    p.add_argument("--note", default="", help="a paragraph put under the markdown's title")
     a = ap.parse_args()
     cmd_run(a) if a.cmd == "run" else cmd_report(a)
 

@@ -12,7 +12,8 @@
 #   run     runs llama-bench and `subq bench` alternately (order flipped each round), warm-up first.
 #   report  writes bench/results/vs_llamacpp.{json,md} (bench/vs_llamacpp_report.py).
 # Environment: BENCH_CACHE (default ~/.cache/subq/vs_llamacpp), SUBQ_BUILD (default build), SUBQ_DATA
-# (default ../shared/data: stories260K and the texts the shared tokenizer is trained on).
+# (default ../shared/data: stories260K and the texts the shared tokenizer is trained on), BENCH_NOTE (a
+# paragraph for the markdown, e.g. the state of the machine).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -28,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     --prompts) PROMPTS="$2"; shift 2 ;;
     --gen) GEN="$2"; shift 2 ;;
     --reps) REPS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "vs_llamacpp.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -105,7 +106,7 @@ stage_run() {
 stage_report() {
   mkdir -p "$RESULTS"
   python3 "$ROOT/bench/vs_llamacpp.py" report --raw "$RAW" --models "$MODELS" --gguf-py "$SRC/gguf-py" \
-    --json "$RESULTS/vs_llamacpp.json" --md "$RESULTS/vs_llamacpp.md"
+    --json "$RESULTS/vs_llamacpp.json" --md "$RESULTS/vs_llamacpp.md" --note "${BENCH_NOTE:-}"
   cat "$RESULTS/vs_llamacpp.md"
 }
 
