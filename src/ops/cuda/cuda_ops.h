@@ -82,7 +82,7 @@ struct SsdParams {
   const float* D = nullptr;        // [H]
 };
 // One token per row; x row r at x + r*ldx (head h at +h*P), B/C at b/c + r*ldbc (+g*N), dt_raw at
-// dt + r*lddt (+h); states [slots, H, P, N] f32, read and written once; y row stride ldy.
+// dt + r*lddt (+h), b/c 16-byte aligned and ldbc % 4 == 0; states [slots, H, P, N] f32, read and written once; y row stride ldy.
 void SsdStep(cudaStream_t s, const SsdParams& p, int rows, const float* x, int ldx, const float* b,
              const float* c, int ldbc, const float* dt, int lddt, float* states, const int* slot, float* y, int ldy);
 // Floats of scratch SsdChunkedScan needs for L tokens.

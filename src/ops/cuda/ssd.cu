@@ -176,6 +176,10 @@ void SsdStep(cudaStream_t s, const SsdParams& p, int rows, const float* x, int l
     std::fprintf(stderr, "SsdStep: state size %d unsupported (need N/4 a power of two <= 32)\n", p.N);
     std::abort();
   }
+  if (reinterpret_cast<uintptr_t>(b) % 16 != 0 || reinterpret_cast<uintptr_t>(c) % 16 != 0 || ldbc % 4 != 0) {
+    std::fprintf(stderr, "SsdStep: B/C rows must be 16-byte aligned (ldbc %d)\n", ldbc);
+    std::abort();
+  }
   const dim3 grid(rows, p.H, CeilDiv(p.P, rows_per_block));
   SsdStepKernel<<<grid, kStepThreads, 0, s>>>(p, x, ldx, b, c, ldbc, dt, lddt, states, slot, y, ldy);
   SUBQ_CUDA_LAUNCH_CHECK();

@@ -33,7 +33,7 @@ class SsdTest : public CudaTest, public ::testing::WithParamInterface<SsdCase> {
 
 TEST_P(SsdTest, StepAndChunkedScanMatchHost) {
   const SsdCase c = GetParam();
-  const int di = c.H * c.P, ldbc = di + 2 * c.G * c.N + 3, lddt = c.H + 1;
+  const int di = c.H * c.P, ldbc = di + 2 * c.G * c.N + 4, lddt = c.H + 1;
   const int slots = 3, rows = 2;
   std::vector<float> dt_bias = Randn(c.H, rng, 0.5f, -2.0f), A_log = Randn(c.H, rng, 0.5f, 1.0f), D = Randn(c.H, rng);
   DevBuf<float> ddtb(dt_bias), dA(A_log), dD(D);
