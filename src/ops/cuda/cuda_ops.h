@@ -58,6 +58,9 @@ void SiluMul(cudaStream_t s, const float* gate_up, bf16* out, int rows, int n);
 // x[r, :] = embed[tokens[r], :] (bf16 -> f32).
 void Embed(cudaStream_t s, const int* tokens, const bf16* embed, float* x, int rows, int dim);
 void ToBF16(cudaStream_t s, const float* x, bf16* y, size_t n);
+// Deterministic pseudo-random fill, uniform in [lo, hi) (random models and benchmark states).
+void FillUniform(cudaStream_t s, float* x, size_t n, uint64_t seed, float lo, float hi);
+void FillUniform(cudaStream_t s, bf16* x, size_t n, uint64_t seed, float lo, float hi);
 // Rotates heads [0, n_heads) of row r (at x + r*ldx, head h at +h*hd) by angle pos[r] * inv_freq[i].
 void Rope(cudaStream_t s, float* x, int ldx, int rows, int n_heads, int hd, const int* pos, const float* inv_freq,
           bool interleaved);

@@ -87,6 +87,20 @@ __global__ void ToBF16Kernel(const float* x, bf16* y, size_t n) {
     y[i] = __float2bfloat16(x[i]);
 }
 
+__device__ __forceinline__ float HashUniform(uint64_t seed, size_t i) {
+  uint64_t z = seed * 0x9E3779B97F4A7C15ull + i;  // splitmix64
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+}
+
+template <typename T>
+__global__ void FillKernel(T* x, size_t n, uint64_t seed, float lo, float hi) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x)
+    x[i] = static_cast<T>(lo + (hi - lo) * HashUniform(seed, i));
+}
+
 __global__ void RopeKernel(float* x, int ldx, int n_heads, int hd, const int* pos, const float* inv_freq,
                            bool interleaved) {
   float* row = x + static_cast<size_t>(blockIdx.x) * ldx;
@@ -172,6 +186,18 @@ void Embed(cudaStream_t s, const int* tokens, const bf16* embed, float* x, int r
 void ToBF16(cudaStream_t s, const float* x, bf16* y, size_t n) {
   if (n == 0) return;
   ToBF16Kernel<<<CeilDiv(static_cast<long>(n), 256) < 4096 ? CeilDiv(static_cast<long>(n), 256) : 4096, 256, 0, s>>>(x, y, n);
+  SUBQ_CUDA_LAUNCH_CHECK();
+}
+
+void FillUniform(cudaStream_t s, float* x, size_t n, uint64_t seed, float lo, float hi) {
+  if (n == 0) return;
+  FillKernel<<<4096, 256, 0, s>>>(x, n, seed, lo, hi);
+  SUBQ_CUDA_LAUNCH_CHECK();
+}
+
+void FillUniform(cudaStream_t s, bf16* x, size_t n, uint64_t seed, float lo, float hi) {
+  if (n == 0) return;
+  FillKernel<<<4096, 256, 0, s>>>(x, n, seed, lo, hi);
   SUBQ_CUDA_LAUNCH_CHECK();
 }
 
