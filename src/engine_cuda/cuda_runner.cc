@@ -35,6 +35,7 @@ CudaRunner::CudaRunner(const CudaModel& model, int max_slots, int max_context, i
   const size_t kv_per = size_t(max_context_) * d.KV * d.hd;
   for (const DeviceLayer& L : m_.layers()) {
     if (L.kind == MixerKind::kAttention) {
+      has_attention_ = true;
       kc_.push_back(static_cast<bf16*>(alloc(slots * kv_per * sizeof(bf16))));
       vc_.push_back(static_cast<bf16*>(alloc(slots * kv_per * sizeof(bf16))));
       conv_.push_back(nullptr), ssm_.push_back(nullptr);
@@ -59,7 +60,7 @@ CudaRunner::CudaRunner(const CudaModel& model, int max_slots, int max_context, i
   xbc_ = static_cast<float*>(alloc(R * std::max(d.conv_dim, 1) * sizeof(float)));
   y_ = static_cast<float*>(alloc(R * std::max(d.d_inner, 1) * sizeof(float)));
   logits_ = static_cast<float*>(alloc(size_t(max_batch_) * d.vocab * sizeof(float)));
-  if (d.hd > 0) attn_scratch_ = static_cast<float*>(alloc(AttentionScratchFloats(R, d.H, d.hd, max_context_) * 4));
+  if (has_attention_) attn_scratch_ = static_cast<float*>(alloc(AttentionScratchFloats(R, d.H, d.hd, max_context_) * 4));
   if (d.ssm_H > 0) {
     const SsdParams p{d.ssm_H, d.ssm_P, d.ssm_N, d.ssm_G};
     ssd_scratch_ = static_cast<float*>(alloc(SsdScratchFloats(p, max_rows_) * sizeof(float)));
@@ -176,7 +177,7 @@ int CudaRunner::Bucket(int B) const {
 
 int CudaRunner::Prefill(int slot, const int* tokens, int n, std::vector<float>* logits) {
   if (slot < 0 || slot >= max_slots_) Fail("slot out of range");
-  if (m_.dims().hd > 0 && pos_[slot] + n > max_context_) Fail("prompt exceeds the KV capacity (max_context)");
+  if (has_attention_ && pos_[slot] + n > max_context_) Fail("prompt exceeds the KV capacity (max_context)");
   const int R = std::max(max_rows_, max_batch_);
   std::vector<int> sl(max_rows_, slot), ps(max_rows_);
   int next = -1;
@@ -204,7 +205,7 @@ void CudaRunner::Decode(int B, const int* slots, const int* tokens, int* next, s
   std::vector<int> tok(bucket, 0), sl(bucket, max_slots_), ps(bucket, 0);  // padding rows: the spare slot
   for (int r = 0; r < B; ++r) {
     if (slots[r] < 0 || slots[r] >= max_slots_) Fail("slot out of range");
-    if (m_.dims().hd > 0 && pos_[slots[r]] >= max_context_) Fail("sequence reached its KV capacity (max_context)");
+    if (has_attention_ && pos_[slots[r]] >= max_context_) Fail("sequence reached its KV capacity (max_context)");
     tok[r] = tokens[r], sl[r] = slots[r], ps[r] = pos_[slots[r]];
   }
   if (use_graphs) {

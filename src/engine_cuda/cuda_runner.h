@@ -51,6 +51,7 @@ class CudaRunner {
 
   const CudaModel& m_;
   int max_slots_, max_context_, max_rows_, max_batch_;
+  bool has_attention_ = false;  // KV capacity (max_context) bounds positions only then
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Gemm> gemm_;
   std::vector<int> pos_;

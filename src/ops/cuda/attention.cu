@@ -55,11 +55,20 @@ __global__ void __launch_bounds__(kThreads) AttendSplitKernel(const float* q, in
 #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.0f;
       const bf16* kr = kbase + static_cast<size_t>(j0 + t) * kv_stride;
-      for (int d = 0; d < hd; d += 2) {
-        const float2 kv2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(kr + d));
+      for (int d = 0; d < hd; d += 8) {  // 16-byte loads of 8 keys' elements
+        const uint4 raw = *reinterpret_cast<const uint4*>(kr + d);
+        const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+        float kf[8];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 f = __bfloat1622float2(k2[i]);
+          kf[2 * i] = f.x, kf[2 * i + 1] = f.y;
+        }
 #pragma unroll
         for (int g = 0; g < kMaxGroup; ++g)
-          if (g < gq) s[g] += qs[g * hd + d] * kv2.x + qs[g * hd + d + 1] * kv2.y;
+          if (g < gq)
+#pragma unroll
+            for (int i = 0; i < 8; ++i) s[g] += qs[g * hd + d + i] * kf[i];
       }
 #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g)
@@ -158,7 +167,7 @@ void Attention(cudaStream_t s, const float* q, int ldq, int rows, int n_heads, i
                bf16* out, int ldo, float* scratch) {
   if (rows == 0) return;
   const int gq = n_heads / n_kv;
-  if (gq > kMaxGroup || hd > 128 || hd % 2 != 0 || gq * hd > kMaxPairs * kThreads ||
+  if (gq > kMaxGroup || hd > 128 || hd % 8 != 0 || gq * hd > kMaxPairs * kThreads ||
       (gq * hd < kThreads && kThreads % (gq * hd) != 0)) {
     std::fprintf(stderr, "Attention: %d query heads per KV head of dim %d unsupported\n", gq, hd);
     std::abort();
