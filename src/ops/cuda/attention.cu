@@ -10,7 +10,7 @@
 namespace subq::cuda {
 namespace {
 
-constexpr int kThreads = 256, kTile = 256, kSplit = 512, kMaxGroup = 8, kMaxPairs = 4;
+constexpr int kThreads = 256, kTile = 256, kSplit = 512, kMaxGroup = 8, kMaxWidth = 1024;
 
 __global__ void KvAppendKernel(const float* k, const float* v, int ldkv, int width, bf16* kc, bf16* vc, int cap,
                                const int* slot, const int* pos) {
@@ -21,16 +21,20 @@ __global__ void KvAppendKernel(const float* k, const float* v, int ldkv, int wid
   vc[dst] = __float2bfloat16(v[static_cast<size_t>(r) * ldkv + e]);
 }
 
-// Partials: acc [rows, n_heads, nsplit, hd], then m and l [rows, n_heads, nsplit].
+// Partials: acc [rows, n_heads, nsplit, hd], then m and l [rows, n_heads, nsplit]. Lanes split a key row
+// into 16-byte chunks (hd/8 lanes per key, 256/(hd/8) keys per pass), so K and V rows are read once per
+// block, coalesced, for all query heads of the group.
 __global__ void __launch_bounds__(kThreads) AttendSplitKernel(const float* q, int ldq, int n_heads, int n_kv, int hd,
                                                               const bf16* kc, const bf16* vc, int cap,
                                                               const int* slot, const int* pos, int nsplit,
                                                               float* pacc, float* pm, float* pl) {
   const int r = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z, gq = n_heads / n_kv;
   const int len = pos[r] + 1, k0 = sp * kSplit, k1 = min(len, k0 + kSplit);
-  const int t = threadIdx.x;
+  const int t = threadIdx.x, warp = t >> 5, lane = t & 31;
+  const int lpk = hd / 8, kpp = kThreads / lpk, lk = t % lpk, kg = t / lpk;
   __shared__ float qs[kMaxGroup * 128];
   __shared__ float sc[kMaxGroup][kTile];
+  __shared__ float red[kThreads / 32][kMaxWidth];  // per-warp sums of the accumulators
   __shared__ float m[kMaxGroup], l[kMaxGroup], alpha[kMaxGroup];
   const size_t prow = (static_cast<size_t>(r) * n_heads + kvh * gq) * nsplit + sp;  // + qh * nsplit
   if (k0 >= k1) {
@@ -40,42 +44,40 @@ __global__ void __launch_bounds__(kThreads) AttendSplitKernel(const float* q, in
   const float scale = rsqrtf(static_cast<float>(hd));
   for (int e = t; e < gq * hd; e += kThreads) qs[e] = q[static_cast<size_t>(r) * ldq + kvh * gq * hd + e] * scale;
   if (t < gq) m[t] = -FLT_MAX, l[t] = 0.0f;
-  const int P2 = gq * hd, groups = P2 <= kThreads ? kThreads / P2 : 1;
-  const int grp = P2 <= kThreads ? t / P2 : 0;
-  const bool active = P2 <= kThreads ? t < groups * P2 : true;
-  float acc[kMaxPairs] = {0.0f, 0.0f, 0.0f, 0.0f};
+  float acc[kMaxGroup][8];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g)
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[g][i] = 0.0f;
   const size_t kv_stride = static_cast<size_t>(n_kv) * hd;
-  const bf16* kbase = kc + static_cast<size_t>(slot[r]) * cap * kv_stride + kvh * hd;
-  const bf16* vbase = vc + static_cast<size_t>(slot[r]) * cap * kv_stride + kvh * hd;
+  const bf16* kbase = kc + static_cast<size_t>(slot[r]) * cap * kv_stride + kvh * hd + lk * 8;
+  const bf16* vbase = vc + static_cast<size_t>(slot[r]) * cap * kv_stride + kvh * hd + lk * 8;
   __syncthreads();
   for (int j0 = k0; j0 < k1; j0 += kTile) {
     const int n = min(kTile, k1 - j0);
-    if (t < n) {
-      float s[kMaxGroup];
-#pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) s[g] = 0.0f;
-      const bf16* kr = kbase + static_cast<size_t>(j0 + t) * kv_stride;
-      for (int d = 0; d < hd; d += 8) {  // 16-byte loads of 8 keys' elements
-        const uint4 raw = *reinterpret_cast<const uint4*>(kr + d);
+    for (int b = 0; b < n; b += kpp) {  // uniform trip count: every lane takes part in the shuffles
+      const int jj = b + kg;
+      float kf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      if (jj < n) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(kbase + static_cast<size_t>(j0 + jj) * kv_stride);
         const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
-        float kf[8];
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const float2 f = __bfloat1622float2(k2[i]);
           kf[2 * i] = f.x, kf[2 * i + 1] = f.y;
         }
-#pragma unroll
-        for (int g = 0; g < kMaxGroup; ++g)
-          if (g < gq)
-#pragma unroll
-            for (int i = 0; i < 8; ++i) s[g] += qs[g * hd + d + i] * kf[i];
       }
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g)
-        if (g < gq) sc[g][t] = s[g];
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g >= gq) break;
+        float part = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) part += qs[g * hd + lk * 8 + i] * kf[i];
+        for (int o = lpk / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+        if (lk == 0 && jj < n) sc[g][jj] = part;
+      }
     }
     __syncthreads();
-    const int warp = t >> 5, lane = t & 31;
     for (int g = warp; g < gq; g += kThreads / 32) {
       float mx = -FLT_MAX;
       for (int j = lane; j < n; j += 32) mx = fmaxf(mx, sc[g][j]);
@@ -96,36 +98,49 @@ __global__ void __launch_bounds__(kThreads) AttendSplitKernel(const float* q, in
       }
     }
     __syncthreads();
-    if (active) {
 #pragma unroll
-      for (int i = 0; i < kMaxPairs; ++i) {
-        const int pr = P2 <= kThreads ? t % P2 : t + i * kThreads;
-        if ((P2 <= kThreads && i > 0) || pr >= P2) break;
-        const int g = pr / hd, d = pr % hd;
-        float a = acc[i] * alpha[g];
-        for (int j = grp; j < n; j += groups) a += sc[g][j] * __bfloat162float(vbase[static_cast<size_t>(j0 + j) * kv_stride + d]);
-        acc[i] = a;
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= gq) break;
+      const float a = alpha[g];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) acc[g][i] *= a;
+    }
+    for (int jj = kg; jj < n; jj += kpp) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(vbase + static_cast<size_t>(j0 + jj) * kv_stride);
+      const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+      float vf[8];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __bfloat1622float2(v2[i]);
+        vf[2 * i] = f.x, vf[2 * i + 1] = f.y;
+      }
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g) {
+        if (g >= gq) break;
+        const float pj = sc[g][jj];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[g][i] += pj * vf[i];
       }
     }
     __syncthreads();
   }
-  // Sum the key groups (P2 < kThreads) through shared memory, reusing sc.
-  float* red = &sc[0][0];
-  if (P2 <= kThreads) {
-    if (active) red[t] = acc[0];
-    __syncthreads();
-    if (t < P2) {
-      float v = 0.0f;
-      for (int gi = 0; gi < groups; ++gi) v += red[gi * P2 + t];
-      const int g = t / hd, d = t % hd;
-      pacc[(prow + g * nsplit) * hd + d] = v;
-    }
-  } else {
+  // Sum the key groups: first across the lanes of a warp (same lk, lanes lpk apart), then across warps.
 #pragma unroll
-    for (int i = 0; i < kMaxPairs; ++i) {
-      const int pr = t + i * kThreads;
-      if (pr < P2) pacc[(prow + (pr / hd) * nsplit) * hd + pr % hd] = acc[i];
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= gq) break;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      float v = acc[g][i];
+      for (int o = lpk; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane < lpk) red[warp][g * hd + lk * 8 + i] = v;
     }
+  }
+  const int width = gq * hd;
+  __syncthreads();
+  for (int e = t; e < width; e += kThreads) {
+    float v = 0.0f;
+    for (int w = 0; w < kThreads / 32; ++w) v += red[w][e];
+    pacc[(prow + (e / hd) * nsplit) * hd + e % hd] = v;
   }
   if (t < gq) pm[prow + t * nsplit] = m[t], pl[prow + t * nsplit] = l[t];
 }
@@ -167,8 +182,7 @@ void Attention(cudaStream_t s, const float* q, int ldq, int rows, int n_heads, i
                bf16* out, int ldo, float* scratch) {
   if (rows == 0) return;
   const int gq = n_heads / n_kv;
-  if (gq > kMaxGroup || hd > 128 || hd % 8 != 0 || gq * hd > kMaxPairs * kThreads ||
-      (gq * hd < kThreads && kThreads % (gq * hd) != 0)) {
+  if (gq > kMaxGroup || hd > 128 || hd % 8 != 0 || ((hd / 8) & (hd / 8 - 1)) != 0 || gq * hd > kMaxWidth) {
     std::fprintf(stderr, "Attention: %d query heads per KV head of dim %d unsupported\n", gq, hd);
     std::abort();
   }
