@@ -153,6 +153,8 @@ int main(int argc, char** argv) {
       first = false;
     }
   out += "\n  ],\n  \"decode\": [\n";
+  size_t free0, total0;
+  cudaMemGetInfo(&free0, &total0);
   first = true;
   for (const bool student : {true, false}) {
     const ModelConfig cfg = student ? Llamba1B() : Llama1B();
@@ -161,6 +163,18 @@ int main(int argc, char** argv) {
     if (!model) {
       std::fprintf(stderr, "%s\n", err.c_str());
       return 1;
+    }
+    // Largest batch whose state fits beside the weights at each context (computed from the free memory,
+    // with 4 GiB left for the workspace), printed with the measurements.
+    for (int ctx : contexts) {
+      const double per_seq = student ? 16.0 * (3 * (2048 + 2 * 32 * 64) + 32 * 64 * 64) * 4
+                                     : 2.0 * cfg.n_layers * ctx * cfg.attn.n_kv_heads * cfg.attn.head_dim * 2;
+      const double fit = (double(free0) - model->WeightBytes() - 4.0 * (1 << 30)) / per_seq;
+      std::printf("%-7s ctx %5d: largest batch that fits ~%.0f\n", student ? "student" : "teacher", ctx, fit);
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), "%s    {\"model\": \"%s\", \"context\": %d, \"max_batch_fit\": %.0f}",
+                    first ? "" : ",\n", student ? "llamba-1b" : "llama-3.2-1b", ctx, fit);
+      out += buf, first = false;
     }
     for (int ctx : contexts)
       for (int B : batches) {
