@@ -66,12 +66,13 @@ double CopyBandwidth() {  // bytes read + written per second, 2 GiB device-to-de
   return 2.0 * n * reps / (ms * 1e-3);
 }
 
-// Microseconds per SsdStep call over `rows` sequences (100 calls captured in a graph, median-free mean of
-// 20 replays after warm-up), rotating over enough slots that the state never sits in L2.
+// Microseconds per SsdStep call over `rows` sequences: the mean over 20 replays (after warm-up) of a graph
+// of 100 calls.
 double SsdStepMicros(int rows, int H, int P, int N, bool mamba2, double* bytes) {
-  const int slots = std::max(rows, 8 * 1024 * 1024 / (H * P * N * 4) + 1);  // >= 32 MiB of states per set
-  const int sets = std::max(1, (slots + rows - 1) / rows);
+  // Calls rotate over `sets` disjoint sets of `rows` states, 512 MiB in all (8x the L2), so that no call
+  // finds its states in the cache.
   const size_t per = size_t(H) * P * N;
+  const int sets = std::max<int>(2, static_cast<int>((size_t(512) << 20) / (size_t(rows) * per * 4)));
   float *st, *xbc, *dt, *y, *prm;
   int* slot;
   const int ldbc = H * P + 2 * N, cd = ldbc;
@@ -91,7 +92,7 @@ double SsdStepMicros(int rows, int H, int P, int N, bool mamba2, double* bytes) 
   SsdParams p{H, P, N, 1, mamba2 ? prm : nullptr, mamba2 ? prm + H : nullptr, prm + 2 * H};
   cudaStream_t s;
   cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
-  const int calls = 100;
+  const int calls = std::max(100, sets);
   cudaGraph_t g;
   cudaGraphExec_t ge;
   SUBQ_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
