@@ -77,7 +77,7 @@ class CudaTest : public ::testing::Test {
 #define EXPECT_REL(out, ref, tol)                                      \
   do {                                                                 \
     const double e_ = ::subq::cuda::test::RelErr(out, ref);            \
-    RecordProperty(#out "_rel_err", std::to_string(e_));               \
+    ::testing::Test::RecordProperty(#out "_rel_err", std::to_string(e_)); \
     std::printf("  [%s] rel err %s = %.3g (tol %.g)\n",                \
                 ::testing::UnitTest::GetInstance()->current_test_info()->name(), #out, e_, double(tol)); \
     EXPECT_LE(e_, tol);                                                \
