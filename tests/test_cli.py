@@ -72,3 +72,15 @@ def test_vocab_mismatch_between_model_and_tokenizer(subq_bin, data_dir):
     p = run_subq(subq_bin, "generate", "--model", data_dir / "babyllama" / "model5000.bin", "--tokenizer",
                  data_dir / "stories260K" / "tok512.bin", "--prompt", "Hi", check=False)
     assert p.returncode == 1 and "tok512.bin" in p.stderr and "105" in p.stderr
+
+
+def test_generate_on_cuda_matches_cpu_or_says_no_device(subq_bin, data_dir):
+    """--device cuda: the CPU's greedy text where a GPU is present; elsewhere a clear error and exit code 1."""
+    args = ["generate", "--model", data_dir / "stories260K" / "hf", "--prompt", "Once upon a time", "--max-tokens", "32"]
+    cpu = run_subq(subq_bin, *args)
+    gpu = run_subq(subq_bin, *args, "--device", "cuda", check=False)
+    if gpu.returncode != 0:
+        assert gpu.returncode == 1
+        assert "no CUDA device" in gpu.stderr
+    else:
+        assert gpu.stdout == cpu.stdout

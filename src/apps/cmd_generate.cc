@@ -8,6 +8,9 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "model/sampler.h"
+#ifdef SUBQ_HAVE_CUDA
+#include "apps/generate_cuda.h"
+#endif
 
 namespace subq {
 namespace {
@@ -17,9 +20,18 @@ struct GenerateOptions {
   int max_tokens = 128;
   SamplerConfig sampler;
   bool no_bos = false, no_check_weights = false, allow_longer = false;
+  std::string device = "cpu";
 };
 
 int RunGenerate(const GenerateOptions& o) {
+  if (o.device == "cuda") {
+#ifdef SUBQ_HAVE_CUDA
+    if (const std::string why = CudaUnavailableReason(); !why.empty()) return ReportError(Status::Error(why));
+#else
+    return ReportError(Errorf("no CUDA device: this subq was built without the CUDA backend (no nvcc at configure time)"));
+#endif
+    if (o.state_dtype != "f32") return ReportError(Errorf("--device cuda keeps recurrent state in f32 (no --state-dtype)"));
+  }
   auto t0 = std::chrono::steady_clock::now();
   if (Status v = ValidateSamplerConfig(o.sampler); !v.ok()) return ReportError(v);
   auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights, o.state_dtype);
@@ -38,6 +50,9 @@ int RunGenerate(const GenerateOptions& o) {
   std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
   std::fflush(stdout);
   const int64_t need = static_cast<int64_t>(ids.size()) + max_tokens;
+#ifdef SUBQ_HAVE_CUDA
+  if (o.device == "cuda") return GenerateOnCuda(*lm, ids, max_tokens, o.sampler, load_s);
+#endif
   auto seq_or = model.NewSequence(model.has_attention() ? static_cast<int>(need) : 0);
   if (!seq_or.ok()) return ReportError(seq_or.status());
   SequenceState seq = std::move(*seq_or);
@@ -90,6 +105,7 @@ void AddGenerateCommand(CLI::App& app) {
   AddStateDtypeOption(c, &o->state_dtype);
   c->add_flag("--allow-longer", o->allow_longer, "stop at the model's context limit instead of refusing (warning)");
   AddNoCheckWeightsFlag(c, &o->no_check_weights);
+  c->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   c->callback([o] { ExitCode() = RunGenerate(*o); });
 }
 

@@ -59,9 +59,9 @@ inline void AddPlausibleTensor(TensorStore& st, const std::string& name, const s
   }
 }
 
-// A model of `cfg` with random weights; fails the test's expectations on loader errors other than a
-// missing tensor.
-inline Result<std::unique_ptr<Model>> RandomModel(const ModelConfig& cfg, unsigned seed) {
+// A checkpoint of `cfg` holding exactly the random tensors the loader asks for (each missing tensor's
+// error names it and its shape); other loader errors are returned.
+inline Result<Checkpoint> RandomCheckpoint(const ModelConfig& cfg, unsigned seed) {
   Checkpoint ck;
   ck.path = "random " + cfg.family;
   ck.format = "hf";
@@ -71,7 +71,7 @@ inline Result<std::unique_ptr<Model>> RandomModel(const ModelConfig& cfg, unsign
   const std::regex missing("missing tensor '([^']+)' \\(expected shape \\[([0-9, ]*)\\]\\)");
   for (int attempt = 0; attempt < 1000; ++attempt) {
     auto m = Model::FromCheckpoint(ck);
-    if (m.ok()) return m;
+    if (m.ok()) return ck;
     std::smatch g;
     const std::string msg = m.status().message();
     if (!std::regex_search(msg, g, missing)) return m.status();
@@ -86,6 +86,12 @@ inline Result<std::unique_ptr<Model>> RandomModel(const ModelConfig& cfg, unsign
     AddPlausibleTensor(ck.tensors, g[1], shape, rng);
   }
   return Errorf("random model: too many tensors");
+}
+
+// A model of `cfg` with random weights (RandomCheckpoint).
+inline Result<std::unique_ptr<Model>> RandomModel(const ModelConfig& cfg, unsigned seed) {
+  SUBQ_ASSIGN_OR_RETURN(Checkpoint ck, RandomCheckpoint(cfg, seed));
+  return Model::FromCheckpoint(ck);
 }
 
 }  // namespace subq::testing
