@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "hwy/contrib/math/math-inl.h"
@@ -125,9 +126,12 @@ void RopeImpl(float* x, int n_heads, int hd, int pos, const float* inv_freq, boo
   const int half = hd / 2;
   // cs [hd]: per pair its cos, sn [hd]: its sin with the sign each element of the pair takes, laid out
   // like the head (interleaved: c0 c0 c1 c1 ..; rotate-half: c0 c1 .. c0 c1 ..). One sincos per pair.
-  thread_local std::vector<float> buf;
-  if (buf.size() < 2 * static_cast<size_t>(hd)) buf.resize(2 * static_cast<size_t>(hd));
-  float* cs = buf.data();
+  // On the stack for usual head sizes: decode must not allocate (a thread_local would, on a thread's
+  // first call, which OpenMP's dynamic schedule can place anywhere in a run).
+  float stack_buf[1024];
+  std::vector<float> heap_buf;
+  if (2 * static_cast<size_t>(hd) > std::size(stack_buf)) heap_buf.resize(2 * static_cast<size_t>(hd));
+  float* cs = heap_buf.empty() ? stack_buf : heap_buf.data();
   float* sn = cs + hd;
   for (int i = 0; i < half; ++i) {
     const float ang = static_cast<float>(pos) * inv_freq[i];
@@ -175,12 +179,19 @@ void CausalConvImpl(const float* in, int ldin, int L, int C, const float* w, con
   const int V = static_cast<int>(hn::Lanes(df));
   const int S = K - 1;  // state rows
   // wt [K, C]: the taps transposed so a vector of channels loads contiguously.
-  thread_local std::vector<float> wt;
-  if (wt.size() < static_cast<size_t>(K) * C) wt.resize(static_cast<size_t>(K) * C);
+  // On the stack up to 64 KiB (conv_dim x 4 taps of the models we know), else on the heap: decode
+  // must not allocate, and a thread_local would on a thread's first call.
+  constexpr size_t kStackFloats = 16384;
+  float stack_wt[kStackFloats];
+  std::vector<float> heap_wt;
+  if (static_cast<size_t>(K) * C > kStackFloats) heap_wt.resize(static_cast<size_t>(K) * C);
+  float* wt = heap_wt.empty() ? stack_wt : heap_wt.data();
   for (int c = 0; c < C; ++c)
     for (int k = 0; k < K; ++k) wt[static_cast<size_t>(k) * C + c] = w[static_cast<size_t>(c) * K + k];
-  thread_local std::vector<const float*> rows;  // [K] the input row each tap reads
-  if (rows.size() < static_cast<size_t>(K)) rows.resize(K);
+  const float* stack_rows[16];  // [K] the input row each tap reads
+  std::vector<const float*> heap_rows;
+  if (K > 16) heap_rows.resize(K);
+  const float** rows = heap_rows.empty() ? stack_rows : heap_rows.data();
   for (int t = 0; t < L; ++t) {
     float* o = out + static_cast<size_t>(t) * ldout;  // [C]
     // Tap k reads input token t + k - S: from the state while that is negative.
