@@ -9,6 +9,7 @@ namespace {
 // Index of the first non-finite element, or -1. Half formats are non-finite exactly when all exponent
 // bits are set, so they are checked on the bits.
 int64_t FirstNonFinite(const TensorInfo& t) {
+  if (t.dtype == DType::kI8 || t.dtype == DType::kU8) return -1;  // quantized values are integers
   const size_t n = t.nbytes / DTypeSize(t.dtype);
   if (t.dtype == DType::kF32) {
     for (size_t i = 0; i < n; ++i) {
@@ -18,6 +19,7 @@ int64_t FirstNonFinite(const TensorInfo& t) {
     }
     return -1;
   }
+  // F16 (also the scales of quantized matrices) or BF16.
   const uint16_t exp_mask = t.dtype == DType::kF16 ? 0x7C00 : 0x7F80;
   for (size_t i = 0; i < n; ++i) {
     uint16_t h;

@@ -130,6 +130,8 @@ void ChunkHead(const SsdDims& d, int h, int c0, int q, const float* x, int ldx, 
 
 void StepImpl(int nt, const SsdDims& d, const float* x, const float* b, const float* c, const float* loga,
               float* state, float* y) {
+  // Small states on one thread: a fork/join costs more than updating them.
+  nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, int64_t{d.H} * d.P * d.N / (1 << 14))));
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int h = 0; h < d.H; ++h) StepHead(d, h, x, b, c, loga, state, y);
 }

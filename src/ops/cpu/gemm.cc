@@ -66,7 +66,10 @@ void Gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const fl
 
 void Gemm(const Threads& th, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc) {
-  HWY_DYNAMIC_DISPATCH(GemmImpl)(std::max(1, th.n), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  // As for Linear: small products on one thread (a fork/join costs more than they do).
+  const int64_t macs = static_cast<int64_t>(M) * N * K;
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(th.n, macs / (1 << 16))));
+  HWY_DYNAMIC_DISPATCH(GemmImpl)(nt, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 }  // namespace subq::ops
 #endif

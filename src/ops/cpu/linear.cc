@@ -245,7 +245,12 @@ namespace subq::ops {
 HWY_EXPORT(LinearImpl);
 
 void Linear(const Threads& th, const float* x, int M, const Weight& w, float* y, bool accumulate) {
-  HWY_DYNAMIC_DISPATCH(LinearImpl)(std::max(1, th.n), x, M, w, y, accumulate);
+  // Small products run on one thread: a fork/join costs microseconds (milliseconds when the cores are
+  // oversubscribed), more than a few thousand multiply-adds.
+  constexpr int64_t kMinMacsPerThread = 1 << 16;
+  const int64_t macs = static_cast<int64_t>(M) * w.rows * w.cols;
+  const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(th.n, macs / kMinMacsPerThread)));
+  HWY_DYNAMIC_DISPATCH(LinearImpl)(nt, x, M, w, y, accumulate);
 }
 }  // namespace subq::ops
 #endif
