@@ -1,6 +1,7 @@
-// `subq distill --recipe R.yaml --out DIR [--device cpu|cuda] [--resume] [--threads N] [--set k=v]...`
+// `subq distill --recipe R.yaml --out DIR [--device cpu|cuda] [--resume] [--threads N] [--nproc N] [--set k=v]...`
 // MOHAWK distillation (train/distill.h); prints teacher and student held-out perplexity at the end.
 #include <cstdio>
+#include <cstdlib>
 
 #include "apps/commands.h"
 #include "train/distill.h"
@@ -16,16 +17,21 @@ void AddDistillCommand(CLI::App& app) {
   cmd->add_flag("--resume", o->resume, "Continue from the checkpoint in --out");
   cmd->add_option("--threads", o->threads, "Torch CPU threads (default: all cores)");
   cmd->add_option("--set", o->overrides, "Recipe override key=value (dotted keys), repeatable");
+  cmd->add_option("--nproc", o->nproc, "Data-parallel ranks on this host (Gloo on CPU, NCCL on CUDA); "
+                  "under torchrun, its RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT are used instead")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--stages", o->stages, "Run only these stages (1-based, comma separated)")->delimiter(',');
   cmd->add_option("--stop-after-steps", o->stop_after_steps, "Testing: stop after N optimiser steps")
       ->group("");
   cmd->callback([o] {
-    auto r = train::RunDistill(*o);
+    const bool launch = o->nproc > 1 && std::getenv("RANK") == nullptr;
+    auto r = launch ? train::RunDistillLocalRanks(*o) : train::RunDistill(*o);
     if (!r.ok()) {
       std::fprintf(stderr, "subq: error: %s\n", r.status().message().c_str());
       ExitCode() = 1;
       return;
     }
+    if (std::getenv("RANK") && std::atoi(std::getenv("RANK")) != 0) return;  // rank 0 reports
     std::printf("teacher held-out perplexity: %.4f (%lld tokens)\n", r->teacher_ppl,
                 static_cast<long long>(r->eval_tokens));
     std::printf("student held-out perplexity: %.4f (ratio %.4f)\n", r->student_ppl, r->student_ppl / r->teacher_ppl);

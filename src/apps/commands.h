@@ -12,6 +12,7 @@ void AddInspectCommand(CLI::App& app);
 void AddLogitsCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
 void AddTokenizeCommand(CLI::App& app);
+void AddDataCommand(CLI::App& app);
 #ifdef SUBQ_HAVE_TORCH
 void AddDistillCommand(CLI::App& app);
 #endif

@@ -1,4 +1,4 @@
-// The subq command line: generate, inspect, eval, logits, tokenize, distill.
+// The subq command line: generate, inspect, eval, logits, tokenize, data, distill.
 #include <cstdio>
 #include <exception>
 
@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   subq::AddEvalCommand(app);
   subq::AddLogitsCommand(app);
   subq::AddTokenizeCommand(app);
+  subq::AddDataCommand(app);
 #ifdef SUBQ_HAVE_TORCH
   subq::AddDistillCommand(app);
 #endif
