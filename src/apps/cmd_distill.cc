@@ -24,8 +24,15 @@ void AddDistillCommand(CLI::App& app) {
   cmd->add_option("--stop-after-steps", o->stop_after_steps, "Testing: stop after N optimiser steps")
       ->group("");
   cmd->callback([o] {
-    const bool launch = o->nproc > 1 && std::getenv("RANK") == nullptr;
-    auto r = launch ? train::RunDistillLocalRanks(*o) : train::RunDistill(*o);
+    if (o->nproc > 1 && std::getenv("RANK") == nullptr) {  // launcher: the ranks do the work and the report
+      Status st = train::RunDistillLocalRanks(*o);
+      if (!st.ok()) {
+        std::fprintf(stderr, "subq: error: %s\n", st.message().c_str());
+        ExitCode() = 1;
+      }
+      return;
+    }
+    auto r = train::RunDistill(*o);
     if (!r.ok()) {
       std::fprintf(stderr, "subq: error: %s\n", r.status().message().c_str());
       ExitCode() = 1;

@@ -34,8 +34,8 @@ struct DistillResult {
 // ranks train, rank 0 writes checkpoints, the export and the summary (the others return an empty result).
 Result<DistillResult> RunDistill(const DistillOptions& opts);
 // opts.nproc > 1 outside such an environment: runs opts.nproc ranks of this executable (same arguments)
-// on this host and returns rank 0's result (from out_dir/summary.json).
-Result<DistillResult> RunDistillLocalRanks(const DistillOptions& opts);
+// on this host (rank 0 prints the result) and fails when any rank failed.
+Status RunDistillLocalRanks(const DistillOptions& opts);
 
 // Warmup-stable-decay learning rate of optimiser step `step` (0-based) of `steps`: linear warmup over
 // ceil(warmup_fraction * steps) steps, flat at `peak`, then linear decay to min_lr over the last

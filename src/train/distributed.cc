@@ -12,8 +12,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "train/distill.h"
 #include "train/distributed_nccl.h"
@@ -168,20 +166,10 @@ Result<std::vector<std::string>> OwnArguments() {
   return argv;
 }
 
-Result<DistillResult> RunDistillLocalRanks(const DistillOptions& o) {
+Status RunDistillLocalRanks(const DistillOptions& o) {
   SUBQ_ASSIGN_OR_RETURN(auto argv, OwnArguments());
   fmt::print(stderr, "[distill] launching {} data-parallel ranks on this host\n", o.nproc);
-  SUBQ_RETURN_IF_ERROR(LaunchLocalRanks(o.nproc, argv));
-  const std::string path = o.out_dir + "/summary.json";
-  std::ifstream f(path);
-  auto j = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Errorf("{}: rank 0 wrote no readable summary", path);
-  DistillResult r;
-  r.teacher_ppl = j.value("teacher_ppl", 0.0);
-  r.student_ppl = j.value("student_ppl", 0.0);
-  r.eval_tokens = j.value("eval_tokens", int64_t{0});
-  r.seconds = j.value("seconds", 0.0);
-  return r;
+  return LaunchLocalRanks(o.nproc, argv);
 }
 
 Status LaunchLocalRanks(int nproc, const std::vector<std::string>& argv) {

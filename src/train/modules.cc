@@ -363,7 +363,8 @@ torch::Tensor AttentionProbs(const AttentionParams& p, const torch::Tensor& u, i
   const int64_t B = u.size(0), L = u.size(1), H = p.n_heads, Hkv = p.n_kv_heads, hd = p.head_dim;
   auto q = Rope(torch::linear(u, p.q.narrow(0, h0 * hd, nh * hd)).view({B, L, nh, hd}), p.inv_freq);  // [B, L, nh, hd]
   auto k = Rope(torch::linear(u, p.k).view({B, L, Hkv, hd}), p.inv_freq);                             // [B, L, Hkv, hd]
-  auto kv_of = torch::arange(h0, h0 + nh, torch::TensorOptions().dtype(torch::kInt64).device(u.device())) / (H / Hkv);
+  auto kv_of = torch::div(torch::arange(h0, h0 + nh, torch::TensorOptions().dtype(torch::kInt64).device(u.device())),
+                          H / Hkv, "floor");  // kv head of each query head
   k = k.index_select(2, kv_of);                                                                        // [B, L, nh, hd]
   return CausalSoftmax(q.transpose(1, 2), k.transpose(1, 2), hd);                                      // [B, nh, L, L]
 }
