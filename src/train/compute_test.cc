@@ -18,14 +18,14 @@
 namespace subq::train {
 namespace {
 
-struct Setup {
+struct Models {
   std::unique_ptr<Teacher> teacher;
   std::unique_ptr<Student> student;
   torch::Tensor ids;  // [2, 64] of TinyStories text
 };
 
-Setup Load() {
-  Setup s;
+Models Load() {
+  Models s;
   const std::string d = subq::testing::DataDir();
   auto t = Teacher::Load(d + "/stories260K/hf");
   EXPECT_TRUE(t.ok()) << t.status().message();
@@ -49,7 +49,7 @@ Setup Load() {
 }
 
 // Stage-3 loss and the gradients of every student parameter.
-std::pair<double, std::vector<torch::Tensor>> Stage3Grads(const Setup& s, bool bf16) {
+std::pair<double, std::vector<torch::Tensor>> Stage3Grads(const Models& s, bool bf16) {
   auto params = s.student->Params();
   for (auto& p : params) {
     p.t.set_requires_grad(true);
@@ -74,7 +74,7 @@ std::pair<double, std::vector<torch::Tensor>> Stage3Grads(const Setup& s, bool b
 }
 
 TEST(Compute, Bf16AutocastStaysCloseToF32) {
-  Setup s = Load();
+  Models s = Load();
   auto [l32, g32] = Stage3Grads(s, false);
   auto [l16, g16] = Stage3Grads(s, true);
   EXPECT_FALSE(at::autocast::is_autocast_enabled(torch::kCPU));  // the scope restored the state
@@ -89,7 +89,7 @@ TEST(Compute, Bf16AutocastStaysCloseToF32) {
 }
 
 TEST(Compute, CheckpointedBlocksGiveTheSameGradients) {
-  Setup s = Load();
+  Models s = Load();
   auto [l0, g0] = Stage3Grads(s, false);
   s.student->checkpoint_blocks = true;
   auto [l1, g1] = Stage3Grads(s, false);
@@ -100,7 +100,7 @@ TEST(Compute, CheckpointedBlocksGiveTheSameGradients) {
 }
 
 TEST(Compute, HeadChunksOfStageOneEqualTheFullMatrices) {
-  Setup s = Load();
+  Models s = Load();
   torch::NoGradGuard ng;
   Teacher::Trace tr;
   s.teacher->Forward(s.ids, &tr, /*want_probs=*/true);
