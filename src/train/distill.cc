@@ -352,8 +352,9 @@ Status Trainer::Run(Progress pr) {
         for (int64_t i = 0; i < plan.micro; ++i)
           SUBQ_RETURN_IF_ERROR(sampler_.Get(first + static_cast<uint64_t>(i), buf.data() + i * r_.seq_len));
         auto ids = torch::tensor(std::vector<int64_t>(buf.begin(), buf.end()), torch::kInt64)
-                       .view({plan.micro, r_.seq_len})
-                       .to(dev_);
+                       .view({plan.micro, r_.seq_len});
+        // Pinned and non-blocking on CUDA: the copy does not wait for the device.
+        ids = dev_.is_cuda() ? ids.pin_memory().to(dev_, /*non_blocking=*/true) : ids;
         auto l = LossBackward(s, ids, 1.0 / static_cast<double>(plan.accum));
         loss_acc = loss_acc.defined() ? loss_acc + l : l;
       }
