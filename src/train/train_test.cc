@@ -198,8 +198,10 @@ TEST(Teacher, MatchesEngineLogits) {
     auto model = Model::FromCheckpoint(*ck);
     ASSERT_TRUE(model.ok()) << model.status().message();
     auto seq = (*model)->NewSequence();
+    ASSERT_TRUE(seq.ok()) << seq.status().message();
+    Workspace ws(**model, static_cast<int>(ids.size()));
     std::vector<float> logits(ids.size() * tl.size(1));
-    ASSERT_TRUE((*model)->Forward(ids.data(), ids.size(), seq, logits.data(), true).ok());
+    ASSERT_TRUE((*model)->Forward(ids.data(), static_cast<int>(ids.size()), *seq, ws, logits.data(), true).ok());
     auto el = torch::from_blob(logits.data(), {static_cast<int64_t>(ids.size()), tl.size(1)});
     EXPECT_LT(MaxDiff(tl, el), 1e-4) << path;
   }
