@@ -1,4 +1,5 @@
-// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, quantize, distill.
+// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, quantize, data,
+// distill.
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   subq::AddServeCommand(app);
   subq::AddSampleCommand(app);
   subq::AddQuantizeCommand(app);
+  subq::AddDataCommand(app);
 #ifdef SUBQ_HAVE_TORCH
   subq::AddDistillCommand(app);
 #endif
