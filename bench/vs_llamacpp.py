@@ -78,7 +78,7 @@ def cmd_run(a):
             "load_before": load_average()}
     if a.bench_ops and pathlib.Path(a.bench_ops).exists():
         log("bench_ops: bandwidth and GEMM peak")
-        p = subprocess.run([a.bench_ops, "--threads", str(a.threads), "--json", str(a.raw / "bench_ops.json")],
+        p = subprocess.run([a.bench_ops, "--quick", "--threads", str(a.threads), "--json", str(a.raw / "bench_ops.json")],
                            capture_output=True, text=True)
         if p.returncode != 0:
             log(f"bench_ops failed: {first_line(p.stderr)}")

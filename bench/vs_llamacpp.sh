@@ -3,6 +3,7 @@
 #
 #   bench/vs_llamacpp.sh [--stage all|build|models|run|report] [--rounds N] [--threads N]
 #                        [--prompts 128,512,4096] [--gen N] [--reps N (llama-bench repetitions per round)]
+#                        [--precisions f32,f16,q8_0,q4_0]
 #
 # Stages (each reuses what an earlier run left in the cache):
 #   build   pip-downloads the llama-cpp-python sdist from PyPI and builds llama.cpp's CPU tools from
@@ -20,7 +21,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/subq/vs_llamacpp}"
 SUBQ_BUILD="${SUBQ_BUILD:-$ROOT/build}"
 LCP_VERSION=0.3.36
-STAGE=all ROUNDS=3 THREADS=2 PROMPTS=128,512,4096 GEN=128 REPS=2
+STAGE=all ROUNDS=3 THREADS=2 PROMPTS=128,512,4096 GEN=128 REPS=2 PRECISIONS=f32,f16,q8_0,q4_0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) STAGE="$2"; shift 2 ;;
@@ -29,6 +30,7 @@ while [[ $# -gt 0 ]]; do
     --prompts) PROMPTS="$2"; shift 2 ;;
     --gen) GEN="$2"; shift 2 ;;
     --reps) REPS="$2"; shift 2 ;;
+    --precisions) PRECISIONS="$2"; shift 2 ;;
     -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "vs_llamacpp.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -100,7 +102,7 @@ stage_run() {
   rm -rf "$RAW"
   python3 "$ROOT/bench/vs_llamacpp.py" run --models "$MODELS" --llama-bin "$LBUILD/bin" --subq "$SUBQ_BUILD/subq" \
     --raw "$RAW" --bench-ops "$SUBQ_BUILD/bench_ops" --commit "$commit" --threads "$THREADS" --rounds "$ROUNDS" \
-    --prompts "$PROMPTS" --gen "$GEN" --reps "$REPS"
+    --prompts "$PROMPTS" --gen "$GEN" --reps "$REPS" --precisions "$PRECISIONS"
 }
 
 stage_report() {

@@ -16,6 +16,7 @@ void AddTokenizeCommand(CLI::App& app);
 void AddServeCommand(CLI::App& app);
 void AddSampleCommand(CLI::App& app);
 void AddQuantizeCommand(CLI::App& app);
+void AddDataCommand(CLI::App& app);
 #ifdef SUBQ_HAVE_TORCH
 void AddDistillCommand(CLI::App& app);
 #endif

@@ -1,4 +1,5 @@
-// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, quantize, bench, distill.
+// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, quantize, bench, data,
+// distill.
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   subq::AddSampleCommand(app);
   subq::AddQuantizeCommand(app);
   subq::AddBenchCommand(app);
+  subq::AddDataCommand(app);
 #ifdef SUBQ_HAVE_TORCH
   subq::AddDistillCommand(app);
 #endif

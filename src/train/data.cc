@@ -1,5 +1,6 @@
 #include "train/data.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -35,7 +36,41 @@ std::vector<std::string> SplitDocuments(const std::string& text, const std::stri
   return docs;
 }
 
+namespace {
+
+Status CheckCorpusSize(const Corpus& c, int64_t train_tokens, int seq_len) {
+  if (train_tokens < seq_len)
+    return Errorf("corpus has {} training tokens, fewer than one sequence of seq_len {}", train_tokens, seq_len);
+  if (static_cast<int64_t>(c.held_out.size()) < 2)
+    return Errorf("corpus has {} held-out tokens; need at least 2", c.held_out.size());
+  return Status::Ok();
+}
+
+Result<Corpus> OpenShardCorpus(const DataRecipe& data, const Tokenizer& tok, int seq_len) {
+  Corpus c;
+  SUBQ_ASSIGN_OR_RETURN(c.shards, ShardReader::Open(data.shards, "train", /*verify_checksums=*/true));
+  const ShardIndex& idx = c.shards->index();
+  if (idx.vocab_size != tok.vocab_size() || idx.bos_id != tok.bos_id())
+    return Errorf("{}: shards were tokenized with {} (vocab {}, BOS {}), but the teacher's tokenizer is {} (vocab {}, BOS {})",
+                  data.shards, idx.tokenizer, idx.vocab_size, idx.bos_id, tok.name(), tok.vocab_size(), tok.bos_id());
+  SUBQ_ASSIGN_OR_RETURN(auto held, ShardReader::Open(data.shards, "held_out", /*verify_checksums=*/true));
+  // Enough held-out tokens for eval_tokens scored positions in windows of seq_len + 1.
+  const int64_t want = std::min(held->size(), data.eval_tokens + 2 * (seq_len + 1));
+  c.held_out.resize(want);
+  SUBQ_RETURN_IF_ERROR(held->Read(0, want, c.held_out.data()));
+  for (const auto& s : idx.train) c.train_docs += s.docs;
+  std::ifstream f(std::filesystem::path(data.shards) / "held_out.txt", std::ios::binary);
+  std::stringstream ss;
+  if (f) ss << f.rdbuf();
+  c.held_out_text = ss.str();
+  SUBQ_RETURN_IF_ERROR(CheckCorpusSize(c, c.shards->size(), seq_len));
+  return c;
+}
+
+}  // namespace
+
 Result<Corpus> BuildCorpus(const DataRecipe& data, const Tokenizer& tok, int seq_len) {
+  if (!data.shards.empty()) return OpenShardCorpus(data, tok, seq_len);
   Corpus c;
   for (const auto& path : data.files) {
     std::ifstream f(path, std::ios::binary);
@@ -61,24 +96,21 @@ Result<Corpus> BuildCorpus(const DataRecipe& data, const Tokenizer& tok, int seq
       std::vector<int> ids = tok.Encode(docs[i], /*add_bos=*/true);
       auto& dst = i < n_train ? c.train : c.held_out;
       dst.insert(dst.end(), ids.begin(), ids.end());
-      if (i >= n_train) c.held_out_docs.push_back(docs[i]);
+      if (i >= n_train) c.held_out_text += docs[i] + "\n" + data.separator + "\n";
     }
     c.train_docs += n_train;
   }
-  if (static_cast<int64_t>(c.train.size()) < seq_len)
-    return Errorf("corpus has {} training tokens, fewer than one sequence of seq_len {}", c.train.size(), seq_len);
-  if (static_cast<int64_t>(c.held_out.size()) < 2)
-    return Errorf("corpus has {} held-out tokens; need at least 2", c.held_out.size());
+  SUBQ_RETURN_IF_ERROR(CheckCorpusSize(c, static_cast<int64_t>(c.train.size()), seq_len));
   for (int id : c.train)
     if (id < 0 || id >= tok.vocab_size()) return Errorf("tokenizer produced id {} outside its vocab", id);
   return c;
 }
 
-SequenceSampler::SequenceSampler(const std::vector<int>* stream, int seq_len, uint64_t seed)
-    : stream_(stream), seq_len_(seq_len), seed_(seed), n_seq_(static_cast<int64_t>(stream->size()) / seq_len) {}
+SequenceSampler::SequenceSampler(const TokenSource* stream, int seq_len, uint64_t seed)
+    : stream_(stream), seq_len_(seq_len), seed_(seed), n_seq_(stream->size() / seq_len) {}
 
-void SequenceSampler::Next(int* out) {
-  const int64_t epoch = static_cast<int64_t>(pos_ / n_seq_);
+Status SequenceSampler::Get(uint64_t k, int* out) {
+  const int64_t epoch = static_cast<int64_t>(k / n_seq_);
   if (epoch != perm_epoch_) {  // Fisher-Yates with a per-epoch seed
     perm_.resize(n_seq_);
     for (int64_t i = 0; i < n_seq_; ++i) perm_[i] = i;
@@ -86,10 +118,7 @@ void SequenceSampler::Next(int* out) {
     for (int64_t i = n_seq_ - 1; i > 0; --i) std::swap(perm_[i], perm_[SplitMix64(&st) % (i + 1)]);
     perm_epoch_ = epoch;
   }
-  const int64_t s = perm_[pos_ % n_seq_];
-  const int* src = stream_->data() + s * seq_len_;
-  std::copy(src, src + seq_len_, out);
-  ++pos_;
+  return stream_->Read(perm_[k % n_seq_] * seq_len_, seq_len_, out);
 }
 
 }  // namespace subq::train

@@ -1,5 +1,6 @@
-// The MOHAWK driver: validation, the stage loop (AdamW + WSD per stage, gradient accumulation, clipping),
-// atomic checkpoints with optimiser / RNG / data position, progress lines, metrics, plots and export.
+// The MOHAWK driver: validation, the stage loop (AdamW + WSD per stage, gradient accumulation, data-parallel
+// gradient averaging, clipping), atomic checkpoints with optimiser / RNG / data position (rank 0 writes),
+// progress lines, metrics, plots and export.
 #include "train/distill.h"
 
 #include <torch/torch.h>
@@ -8,14 +9,18 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "io/checkpoint.h"
 #include "io/checkpoint_manifest.h"
 #include "io/tokenizer.h"
 #include "train/checkpoint_store.h"
+#include "train/compute.h"
 #include "train/data.h"
+#include "train/distributed.h"
 #include "train/export.h"
 #include "train/modules.h"
 #include "train/recipe.h"
@@ -66,13 +71,21 @@ struct StagePlan {
   int64_t steps = 0, micro = 0, accum = 0;
 };
 
-StagePlan Plan(const Recipe& r, int s) {
+// Sequences per optimiser step are split evenly over the ranks; each rank runs accum micro-batches.
+Result<StagePlan> Plan(const Recipe& r, int s, int world) {
   const auto& st = r.stages[s];
   StagePlan p;
   p.steps = st.tokens / st.batch_tokens;
   const int64_t seqs = st.batch_tokens / r.seq_len;
-  p.micro = std::min<int64_t>(seqs, r.micro_batch);
-  p.accum = seqs / p.micro;
+  if (seqs % world != 0)
+    return Errorf("stage {}: {} sequences per step (batch_tokens / seq_len) do not split over {} ranks", s + 1, seqs,
+                  world);
+  const int64_t per_rank = seqs / world;
+  p.micro = std::min<int64_t>(per_rank, r.micro_batch);
+  if (per_rank % p.micro != 0)
+    return Errorf("stage {}: {} sequences per rank and step are not a multiple of micro_batch {}", s + 1, per_rank,
+                  p.micro);
+  p.accum = per_rank / p.micro;
   return p;
 }
 
@@ -92,16 +105,18 @@ uint32_t TensorCrc(const torch::Tensor& cpu_contiguous) {
 class Trainer {
  public:
   Trainer(const Recipe& r, const DistillOptions& o, Teacher& t, Student& s, SequenceSampler& sampler,
-          torch::Device dev, std::vector<int> probe, RunCheckpoints& ck)
+          torch::Device dev, std::vector<int> probe, RunCheckpoints& ck, DataParallel& dp)
       : r_(r), o_(o), teacher_(t), student_(s), sampler_(sampler), dev_(dev), out_(o.out_dir), probe_(std::move(probe)),
-        ck_(ck) {}
+        ck_(ck), dp_(dp) {}
 
   Status Run(Progress start);
 
  private:
   // Parameters trained by stage s, as (name, tensor) pairs in a fixed order.
   std::vector<NamedTensor> Trainable(int s) const;
-  torch::Tensor Loss(int s, const torch::Tensor& ids);
+  // Loss of stage s on ids times `scale`, back-propagated (layer by layer, and head chunk by head
+  // chunk in stage 1, so only one layer's activations live at a time); returns it detached.
+  torch::Tensor LossBackward(int s, const torch::Tensor& ids, double scale);
   Status SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt);
   Status StageEnd(int s);
   Status Log(const nlohmann::json& j);
@@ -115,6 +130,7 @@ class Trainer {
   fs::path out_;
   std::vector<int> probe_;  // probe prompt ids for the mixing-matrix plots
   RunCheckpoints& ck_;
+  DataParallel& dp_;
   int64_t steps_this_process_ = 0;
 };
 
@@ -134,25 +150,49 @@ std::vector<NamedTensor> Trainer::Trainable(int s) const {
   return out;
 }
 
-torch::Tensor Trainer::Loss(int s, const torch::Tensor& ids) {
+torch::Tensor Trainer::LossBackward(int s, const torch::Tensor& ids, double scale) {
+  AutocastScope autocast(dev_, r_.compute.dtype == "bf16");
   const int n = static_cast<int>(student_.layers.size());
   if (s == 2) {
     auto t_logits = teacher_.Forward(ids);
-    return SoftCrossEntropy(student_.Logits(ids), t_logits, r_.stages[2].temperature);
+    auto loss = SoftCrossEntropy(student_.Logits(ids), t_logits, r_.stages[2].temperature) * scale;
+    loss.backward();
+    return loss.detach();
   }
   Teacher::Trace tr;
-  teacher_.Forward(ids, &tr, /*want_probs=*/s == 0);
-  torch::Tensor loss;
-  for (int l = 0; l < n; ++l) {
+  teacher_.Forward(ids, &tr);
+  torch::Tensor total = torch::zeros({}, ids.options().dtype(torch::kFloat32));
+  for (int l = 0; l < n; ++l) {  // layers are independent: the loss is the sum of per-layer losses
     if (student_.is_attention(l)) continue;
-    torch::Tensor ll = s == 0 ? MatrixOrientationLoss(student_.MaterializeOnInput(l, tr.inputs[l]), tr.probs[l])
-                              : HiddenStateLoss(student_.Block(l, tr.inputs[l]), tr.inputs[l + 1]);
-    loss = loss.defined() ? loss + ll : ll;  // layers are independent: sum of per-layer losses
+    const torch::Tensor& x = tr.inputs[l];
+    if (s == 1) {
+      auto ll = HiddenStateLoss(student_.Block(l, x), tr.inputs[l + 1]) * scale;
+      ll.backward();
+      total += ll.detach();
+      continue;
+    }
+    // Stage 1: the mean over heads of per-head losses, materialised stage1_head_chunk heads at a time.
+    const int64_t H = student_.layers[l].mixer->num_heads();
+    const int64_t chunk = r_.compute.stage1_head_chunk > 0 ? std::min<int64_t>(r_.compute.stage1_head_chunk, H) : H;
+    const TeacherLayer& tl = teacher_.layers[l];
+    for (int64_t h0 = 0; h0 < H; h0 += chunk) {
+      const int64_t nh = std::min(chunk, H - h0);
+      torch::Tensor probs;
+      {
+        torch::NoGradGuard ng;
+        probs = AttentionProbs(tl.attn, RmsNorm(x, tl.in_norm, teacher_.config().norm_eps), h0, nh);
+      }
+      auto ll = MatrixOrientationLoss(student_.MaterializeOnInput(l, x, h0, nh), probs) *
+                (scale * static_cast<double>(nh) / static_cast<double>(H));
+      ll.backward();
+      total += ll.detach();
+    }
   }
-  return loss;
+  return total;
 }
 
 Status Trainer::Log(const nlohmann::json& j) {
+  if (!dp_.is_main()) return Status::Ok();  // rank 0 alone writes the metrics
   const fs::path path = out_ / "metrics.jsonl";
   std::ofstream f(path, std::ios::app);
   f << j.dump() << "\n";
@@ -162,6 +202,7 @@ Status Trainer::Log(const nlohmann::json& j) {
 }
 
 Status Trainer::SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt) {
+  if (!dp_.is_main()) return Status::Ok();  // rank 0 writes; every rank holds the same state
   torch::serialize::OutputArchive ar;
   CheckpointManifest m;
   const auto params = student_.Params();
@@ -176,6 +217,7 @@ Status Trainer::SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt) 
   ar.write("progress", torch::tensor({static_cast<int64_t>(p.stage), p.step, static_cast<int64_t>(p.data_pos)}));
   ar.write("train_seconds", torch::tensor({p.train_seconds}, torch::kFloat64));
   ar.write("cpu_rng", at::detail::getDefaultCPUGenerator().get_state());
+  ar.write("world_size", torch::tensor({static_cast<int64_t>(dp_.world())}));
   if (opt) {
     torch::serialize::OutputArchive oa;
     opt->save(oa);
@@ -248,6 +290,14 @@ Status SelectCheckpoint(RunCheckpoints& ck, bool resume_anyway, Student& st, Pro
   std::vector<std::string> problems;
   for (const CheckpointManifest& m : ck.store.List(&problems)) {
     const std::string path = ck.store.PathOf(m);
+    // Another world size is refused even with --resume-anyway: the per-rank batch split and the
+    // optimiser state belong to the ranks that wrote it.
+    if (m.fingerprint.contains("world_size") && ck.fingerprint.contains("world_size") &&
+        m.fingerprint["world_size"] != ck.fingerprint["world_size"]) {
+      const auto saved = m.fingerprint["world_size"].dump(), now = ck.fingerprint["world_size"].dump();
+      return Errorf("{}: checkpoint was written by {} data-parallel ranks; resume it with --nproc {} (got {})", path,
+                    saved, saved, now);
+    }
     if (const auto diffs = FingerprintDifferences(m.fingerprint, ck.fingerprint); !diffs.empty()) {
       const std::string what = fmt::format("{} was written by a different run: {}", path, fmt::join(diffs, "; "));
       if (!resume_anyway) return Errorf("{}; pass --resume-anyway to resume regardless, or use another --out", what);
@@ -267,6 +317,40 @@ Status SelectCheckpoint(RunCheckpoints& ck, bool resume_anyway, Student& st, Pro
     return Status::Ok();
   }
   return Errorf("no intact checkpoint to resume from{}{}", problems.empty() ? "" : ": ", fmt::join(problems, "; "));
+}
+
+// Rank 0 selects the checkpoint (fingerprint, checksums, keep-K fallback) and sends its save number;
+// every other rank then loads exactly that checkpoint, verified against its manifest, so all ranks
+// resume from the same state. A failure on rank 0 is sent too (seq -1), so the others stop at once.
+Status ResumeOnEveryRank(RunCheckpoints& ck, bool resume_anyway, Student& st, Progress* p, DataParallel& dp) {
+  torch::Tensor seq = torch::full({1}, int64_t{-1}, torch::kInt64);
+  Status selected = Status::Ok();
+  if (dp.is_main()) {
+    selected = SelectCheckpoint(ck, resume_anyway, st, p);
+    if (selected.ok()) seq.fill_(ck.resume_manifest.seq);
+  }
+  if (dp.world() > 1) {
+    // c10d broadcasts tensors of the group's device (CUDA for NCCL).
+    torch::Tensor t = seq.to(st.Params().front().t.device());
+    dp.Broadcast({t});
+    seq = t.to(torch::kCPU);
+  }
+  if (dp.is_main()) return selected;
+  const int64_t want = seq.item<int64_t>();
+  if (want < 0) return Errorf("rank 0 found no checkpoint to resume from (see its error)");
+  std::vector<std::string> problems;
+  for (const CheckpointManifest& m : ck.store.List(&problems)) {
+    if (m.seq != want) continue;
+    const std::string path = ck.store.PathOf(m);
+    SUBQ_ASSIGN_OR_RETURN(std::string bytes, ck.store.ReadVerified(m));
+    SUBQ_RETURN_IF_ERROR(LoadCheckpoint(bytes, path, m, st, p, nullptr));
+    ck.resume_bytes = std::move(bytes);
+    ck.resume_path = path;
+    ck.resume_manifest = m;
+    return Status::Ok();
+  }
+  return Errorf("checkpoint {} that rank 0 resumes from is not readable here{}{}", want, problems.empty() ? "" : ": ",
+                fmt::join(problems, "; "));
 }
 
 // Keeps metrics lines of steps before the resume point (a killed run may have logged steps past its
@@ -292,6 +376,7 @@ Status TrimMetrics(const fs::path& path, const Progress& p) {
 }
 
 Status Trainer::StageEnd(int s) {
+  if (!dp_.is_main()) return Status::Ok();
   // Loss curve of this stage from the metrics file (complete across resumes).
   Series loss{"loss", {}, {}};
   std::ifstream in(out_ / "metrics.jsonl");
@@ -319,7 +404,7 @@ Status Trainer::Run(Progress pr) {
       pr = {s + 1, 0, sampler_.position(), pr.train_seconds};
       continue;
     }
-    const StagePlan plan = Plan(r_, s);
+    SUBQ_ASSIGN_OR_RETURN(const StagePlan plan, Plan(r_, s, dp_.world()));
     // Only this stage's parameters get gradients; the optimiser restarts per stage.
     const auto trainable = Trainable(s);
     for (const auto& p : student_.Params()) p.t.set_requires_grad(false);
@@ -348,8 +433,10 @@ Status Trainer::Run(Progress pr) {
       for (auto& t : all) n += t.numel();
       return n;
     }();
-    fmt::print(stderr, "[distill] stage {}/3 {}: {} steps x {} tokens ({} x {} seqs of {}), lr {:g}, {} params trained\n",
-               s + 1, StageName(s), plan.steps, st.batch_tokens, plan.accum, plan.micro, r_.seq_len, st.lr, n_params);
+    if (dp_.is_main())
+      fmt::print(stderr, "[distill] stage {}/3 {}: {} steps x {} tokens ({} ranks x {} x {} seqs of {}), lr {:g}, {} params trained\n",
+                 s + 1, StageName(s), plan.steps, st.batch_tokens, dp_.world(), plan.accum, plan.micro, r_.seq_len,
+                 st.lr, n_params);
     const auto stage_t0 = Clock::now();
     const int64_t step0 = pr.step;
     std::vector<int> buf(plan.micro * r_.seq_len);
@@ -358,30 +445,39 @@ Status Trainer::Run(Progress pr) {
                               r_.optim.min_lr);
       for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
       opt.zero_grad();
-      double loss_sum = 0;
+      // Global sequence order: micro-batch a of rank r reads sequences pos + (a * world + r) * micro + i,
+      // so any world size walks the same sequences per step. No host sync until the log line.
+      const uint64_t pos = sampler_.position();
+      torch::Tensor loss_acc;
       for (int64_t a = 0; a < plan.accum; ++a) {
-        for (int64_t i = 0; i < plan.micro; ++i) sampler_.Next(buf.data() + i * r_.seq_len);
+        const uint64_t first = pos + static_cast<uint64_t>((a * dp_.world() + dp_.rank()) * plan.micro);
+        for (int64_t i = 0; i < plan.micro; ++i)
+          SUBQ_RETURN_IF_ERROR(sampler_.Get(first + static_cast<uint64_t>(i), buf.data() + i * r_.seq_len));
         auto ids = torch::tensor(std::vector<int64_t>(buf.begin(), buf.end()), torch::kInt64)
-                       .view({plan.micro, r_.seq_len})
-                       .to(dev_);
-        auto loss = Loss(s, ids) / static_cast<double>(plan.accum);
-        loss.backward();
-        loss_sum += loss.item<double>();
+                       .view({plan.micro, r_.seq_len});
+        // Pinned and non-blocking on CUDA: the copy does not wait for the device.
+        ids = dev_.is_cuda() ? ids.pin_memory().to(dev_, /*non_blocking=*/true) : ids;
+        auto l = LossBackward(s, ids, 1.0 / static_cast<double>(plan.accum));
+        loss_acc = loss_acc.defined() ? loss_acc + l : l;
       }
+      sampler_.SetPosition(pos + static_cast<uint64_t>(plan.accum * plan.micro * dp_.world()));
+      dp_.AverageGradients(all, r_.compute.bucket_mb << 20);
+      torch::Tensor gnorm_t = r_.optim.grad_clip > 0 ? ClipGradNorm(all, r_.optim.grad_clip) : torch::zeros({});
+      opt.step();
+      dp_.AverageInPlace(loss_acc);  // logging: the loss over the whole global batch
+      const double loss_sum = loss_acc.item<double>(), gnorm = gnorm_t.item<double>();
       if (!std::isfinite(loss_sum))
         return Errorf("stage {} step {}: loss is {} (lower the learning rate?)", s + 1, step + 1, loss_sum);
-      double gnorm = 0;
-      if (r_.optim.grad_clip > 0) gnorm = torch::nn::utils::clip_grad_norm_(all, r_.optim.grad_clip);
-      opt.step();
       pr.step = step + 1;
       pr.data_pos = sampler_.position();
       const double el = std::chrono::duration<double>(Clock::now() - stage_t0).count();
       pr.train_seconds = secs0 + std::chrono::duration<double>(Clock::now() - t_start).count();
       const int64_t done = pr.step * st.batch_tokens, total = plan.steps * st.batch_tokens;
       const double tps = (pr.step - step0) * st.batch_tokens / std::max(el, 1e-9);
-      fmt::print(stderr, "[distill] stage {}/3 {:<18} step {:>5}/{} tokens {}/{} loss {:.5f} lr {:.2e} {:.0f} tok/s eta {}\n",
-                 s + 1, StageName(s), pr.step, plan.steps, done, total, loss_sum, lr, tps,
-                 Hms((total - done) / std::max(tps, 1e-9)));
+      if (dp_.is_main())
+        fmt::print(stderr, "[distill] stage {}/3 {:<18} step {:>5}/{} tokens {}/{} loss {:.5f} lr {:.2e} {:.0f} tok/s eta {}\n",
+                   s + 1, StageName(s), pr.step, plan.steps, done, total, loss_sum, lr, tps,
+                   Hms((total - done) / std::max(tps, 1e-9)));
       SUBQ_RETURN_IF_ERROR(Log({{"stage", s + 1}, {"stage_name", StageName(s)}, {"step", pr.step}, {"steps", plan.steps},
            {"tokens", done}, {"tokens_total", total}, {"loss", loss_sum}, {"lr", lr}, {"grad_norm", gnorm},
            {"tokens_per_s", tps}, {"train_seconds", pr.train_seconds}}));
@@ -393,7 +489,7 @@ Status Trainer::Run(Progress pr) {
     }
     for (auto& t : all) t.set_requires_grad(false);
     SUBQ_RETURN_IF_ERROR(StageEnd(s));
-    if (s == 0) {  // teacher vs student mixing matrices after matrix orientation
+    if (s == 0 && dp_.is_main()) {  // teacher vs student mixing matrices after matrix orientation
       Status ps = WriteMixingPng(teacher_, student_, probe_, dev_, (out_ / "mixing_stage1.png").string());
       if (!ps.ok()) fmt::print(stderr, "[distill] warning: {}\n", ps.message());
     }
@@ -409,8 +505,7 @@ Result<std::unique_ptr<Tokenizer>> LoadTeacherTokenizer(const Recipe& r) {
   return TokenizerForCheckpoint(ck);
 }
 
-
-Result<DistillResult> RunDistillUnguarded(const DistillOptions& o) {
+Result<DistillResult> RunDistillRank(const DistillOptions& o) {
   const auto t0 = Clock::now();
   SUBQ_ASSIGN_OR_RETURN(Recipe r, LoadRecipe(o.recipe, o.overrides));
   for (int s : o.stages)
@@ -418,11 +513,24 @@ Result<DistillResult> RunDistillUnguarded(const DistillOptions& o) {
   if (o.device != "cpu" && o.device != "cuda") return Errorf("--device must be cpu or cuda, got '{}'", o.device);
   if (o.device == "cuda" && !torch::cuda::is_available())
     return Errorf("--device cuda: CUDA is not available (no GPU or libtorch without CUDA)");
-  const torch::Device dev = o.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-  if (o.threads > 0) torch::set_num_threads(o.threads);
+  SUBQ_ASSIGN_OR_RETURN(const DistEnv env, DistEnvFromEnvironment());
+  const torch::Device dev = o.device == "cuda" ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
+                                               : torch::Device(torch::kCPU);
+  if (o.threads > 0) {
+    torch::set_num_threads(o.threads);
+  } else if (const char* lw = std::getenv("LOCAL_WORLD_SIZE"); lw && std::atoi(lw) > 1) {
+    torch::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::atoi(lw)));
+  }
   if (o.out_dir.empty()) return Errorf("--out is required");
-  SUBQ_RETURN_IF_ERROR(PrepareOutputDir(o.out_dir));
-  SUBQ_ASSIGN_OR_RETURN(RunDirLock lock, RunDirLock::Acquire(o.out_dir));  // held until we return
+  ConfigureMatmulPrecision(dev, r.compute.tf32);
+  // Rank 0 alone writes into the output folder: it proves it writable and holds its lock until it returns
+  // (a failure here stops the run; the launcher stops the other ranks).
+  std::optional<RunDirLock> lock;
+  if (env.rank == 0) {
+    SUBQ_RETURN_IF_ERROR(PrepareOutputDir(o.out_dir));
+    SUBQ_ASSIGN_OR_RETURN(RunDirLock l, RunDirLock::Acquire(o.out_dir));
+    lock.emplace(std::move(l));
+  }
 
   auto teacher_r = Teacher::Load(r.teacher);
   if (!teacher_r.ok()) return Errorf("cannot load teacher '{}': {}", r.teacher, teacher_r.status().message());
@@ -444,6 +552,7 @@ Result<DistillResult> RunDistillUnguarded(const DistillOptions& o) {
                   r.student.n_v_heads, tc.attn.n_heads);
   SUBQ_ASSIGN_OR_RETURN(std::unique_ptr<Student> student, Student::FromTeacher(*teacher, r.student, r.seed));
   SUBQ_ASSIGN_OR_RETURN(Corpus corpus, BuildCorpus(r.data, *tok, r.seq_len));
+  student->checkpoint_blocks = r.compute.activation_checkpointing;
 
   std::error_code ec;
   const fs::path out(o.out_dir);
@@ -451,36 +560,59 @@ Result<DistillResult> RunDistillUnguarded(const DistillOptions& o) {
   if (!o.resume && !ck.store.Empty())
     return Errorf("{} holds a checkpoint of an earlier run: pass --resume to continue it or use another --out",
                   o.out_dir);
-  SUBQ_ASSIGN_OR_RETURN(ck.fingerprint, RunFingerprint(r, /*world_size=*/1));
+  // The world size is part of the fingerprint: a checkpoint resumes only with the ranks that wrote it.
+  if (env.rank == 0) {
+    SUBQ_ASSIGN_OR_RETURN(ck.fingerprint, RunFingerprint(r, env.world));
+  }
+  // Every rank has looked at the folder before rank 0 writes into it.
+  SUBQ_ASSIGN_OR_RETURN(std::unique_ptr<DataParallel> dp, DataParallel::Join(env, dev, /*timeout_s=*/600));
+  dp->Barrier();
   torch::set_num_interop_threads(1);
   teacher->To(dev);
   student->To(dev);
 
-  fmt::print(stderr, "[distill] teacher {} ({} layers, d_model {}, {} heads), student {} ({}), device {}, {} threads\n",
-             r.teacher, tc.n_layers, tc.dim, tc.attn.n_heads, r.student.kind, r.student.init, o.device,
-             torch::get_num_threads());
+  const bool main = dp->is_main();
+  if (main)
+    fmt::print(stderr, "[distill] teacher {} ({} layers, d_model {}, {} heads), student {} ({}), device {}, {} threads, "
+               "{} rank(s), {}\n", r.teacher, tc.n_layers, tc.dim, tc.attn.n_heads, r.student.kind, r.student.init,
+               o.device, torch::get_num_threads(), dp->world(), r.compute.dtype);
   std::vector<int> train_stream = corpus.train;
   if (r.data.teacher_samples > 0) {
-    fmt::print(stderr, "[distill] sampling {} sequences from the teacher\n", r.data.teacher_samples);
+    if (main) fmt::print(stderr, "[distill] sampling {} sequences from the teacher\n", r.data.teacher_samples);
     train_stream = SampleFromTeacher(*teacher, r.data.teacher_samples, r.seq_len, r.data.sample_temperature,
                                      r.seed, dev);
   }
-  SequenceSampler sampler(&train_stream, r.seq_len, r.seed);
-  fmt::print(stderr, "[distill] data: {} training tokens ({} sequences of {}), {} held-out tokens\n",
-             train_stream.size(), sampler.num_sequences(), r.seq_len, corpus.held_out.size());
+  VectorTokenSource text_source(&train_stream);
+  const TokenSource* source = &text_source;
+  if (corpus.shards && r.data.teacher_samples == 0) source = corpus.shards.get();
+  SequenceSampler sampler(source, r.seq_len, r.seed);
+  if (main)
+    fmt::print(stderr, "[distill] data: {} training tokens ({} sequences of {}), {} held-out tokens{}\n",
+             source->size(), sampler.num_sequences(), r.seq_len, corpus.held_out.size(),
+             corpus.shards ? fmt::format(" (shards {})", r.data.shards) : "");
 
   Progress pr;
   if (o.resume && !ck.store.Empty()) {
-    SUBQ_RETURN_IF_ERROR(SelectCheckpoint(ck, o.resume_anyway, *student, &pr));
-    SUBQ_RETURN_IF_ERROR(TrimMetrics(out / "metrics.jsonl", pr));
-    fmt::print(stderr, "[distill] resuming at stage {} step {}\n", pr.stage + 1, pr.step);
-  } else {
+    SUBQ_RETURN_IF_ERROR(ResumeOnEveryRank(ck, o.resume_anyway, *student, &pr, *dp));
+    if (main) SUBQ_RETURN_IF_ERROR(TrimMetrics(out / "metrics.jsonl", pr));
+    if (main) fmt::print(stderr, "[distill] resuming at stage {} step {}\n", pr.stage + 1, pr.step);
+  } else if (main) {
     fs::remove(out / "metrics.jsonl", ec);
+  }
+  {  // every rank starts from rank 0's weights
+    std::vector<torch::Tensor> params;
+    for (const auto& p : student->Params()) params.push_back(p.t);
+    dp->Broadcast(params);
   }
   std::vector<int> probe = tok->Encode(r.probe_prompt, true);
   if (probe.size() > 64) probe.resize(64);
-  Trainer trainer(r, o, *teacher, *student, sampler, dev, probe, ck);
+  Trainer trainer(r, o, *teacher, *student, sampler, dev, probe, ck, *dp);
   SUBQ_RETURN_IF_ERROR(trainer.Run(pr));
+  if (!main) {  // rank 0 exports and scores
+    DistillResult res;
+    res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    return res;
+  }
   {
     Status st = WriteMixingPng(*teacher, *student, probe, dev, (out / "mixing_final.png").string());
     if (!st.ok()) fmt::print(stderr, "[distill] warning: {}\n", st.message());
@@ -499,9 +631,7 @@ Result<DistillResult> RunDistillUnguarded(const DistillOptions& o) {
     SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "probe_ids.txt").string(), fmt::format("{}\n", fmt::join(probe, ","))));
   }
   {
-    std::string held;
-    for (const auto& d : corpus.held_out_docs) held += d + "\n" + r.data.separator + "\n";
-    SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "held_out.txt").string(), held));
+    SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "held_out.txt").string(), corpus.held_out_text));
   }
 
   DistillResult res;
@@ -526,15 +656,21 @@ Result<DistillResult> RunDistillUnguarded(const DistillOptions& o) {
 
 }  // namespace
 
-// libtorch and the standard library report failures (disk full, out of memory, bad tensors) by
-// exception; none may escape as an abort.
+// The edge of the trainer: libtorch and the standard library report failures (disk full, out of memory,
+// bad tensors, c10d timeouts) by exception; none may escape as an abort. Errors of a data-parallel rank
+// name the rank.
 Result<DistillResult> RunDistill(const DistillOptions& o) {
+  const char* rank = std::getenv("RANK");
+  const std::string who = rank && std::getenv("WORLD_SIZE") && std::atoi(std::getenv("WORLD_SIZE")) > 1
+                              ? fmt::format("rank {}: ", rank) : "";
   try {
-    return RunDistillUnguarded(o);
+    auto r = RunDistillRank(o);
+    if (!r.ok() && !who.empty()) return Errorf("{}{}", who, r.status().message());
+    return r;
   } catch (const c10::Error& e) {
-    return Errorf("distill failed: {}", FirstLine(e.what_without_backtrace()));
+    return Errorf("{}distill failed: {}", who, FirstLine(e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    return Errorf("distill failed: {}", FirstLine(e.what()));
+    return Errorf("{}distill failed: {}", who, FirstLine(e.what()));
   }
 }
 

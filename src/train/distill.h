@@ -21,6 +21,7 @@ struct DistillOptions {
   std::vector<std::string> overrides;  // "dotted.key=value" recipe overrides
   std::vector<int> stages;             // 1-based stages to run (empty = all with tokens > 0)
   int64_t stop_after_steps = -1;       // testing: exit (as if killed) after this many optimiser steps
+  int nproc = 1;                       // data-parallel ranks to launch on this host (train/distributed.h)
 };
 
 struct DistillResult {
@@ -31,7 +32,12 @@ struct DistillResult {
 
 // Runs the recipe end to end: validate everything, train the stages, export the student to out_dir
 // (config.json + model.safetensors + tokenizer) and score teacher and student on held-out text.
+// Under torchrun's environment (RANK, WORLD_SIZE, ...) this process is one data-parallel rank: all
+// ranks train, rank 0 writes checkpoints, the export and the summary (the others return an empty result).
 Result<DistillResult> RunDistill(const DistillOptions& opts);
+// opts.nproc > 1 outside such an environment: runs opts.nproc ranks of this executable (same arguments)
+// on this host (rank 0 prints the result) and fails when any rank failed.
+Status RunDistillLocalRanks(const DistillOptions& opts);
 
 // Warmup-stable-decay learning rate of optimiser step `step` (0-based) of `steps`: linear warmup over
 // ceil(warmup_fraction * steps) steps, flat at `peak`, then linear decay to min_lr over the last

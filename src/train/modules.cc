@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
+#include "train/compute.h"
 #include "train/students_recurrent.h"
 
 namespace subq::train {
@@ -100,6 +101,12 @@ class Dm2Mixer : public StudentMixer {
     auto M = SsdMatrix(p.loga, p.Bm, p.Cm);                                       // [B, nv, L, L]
     return M + torch::diag_embed(Dp.view({1, nv_, 1}).expand({B, nv_, L}));       // D on the diagonal
   }
+  torch::Tensor Materialize(const torch::Tensor& u, int64_t h0, int64_t nh) const override {
+    const int64_t B = u.size(0), L = u.size(1);
+    Proj p = Project(u);
+    auto M = SsdMatrix(p.loga.narrow(2, h0, nh), p.Bm.narrow(2, h0, nh), p.Cm.narrow(2, h0, nh));  // [B, nh, L, L]
+    return M + torch::diag_embed(Dp.narrow(0, h0, nh).view({1, nh, 1}).expand({B, nh, L}));
+  }
   std::vector<NamedTensor> Params() const override {
     return {{"in_proj.weight", in_proj}, {"z_bias", z_bias},  {"conv1d.weight", conv_w},
             {"conv1d.bias", conv_b},     {"D", Dp},           {"out_proj.weight", out_proj}};
@@ -170,6 +177,13 @@ class Mamba2Mixer : public StudentMixer {
     auto M = SsdMatrix(p.loga, p.Bm, p.Cm) * p.dt.permute({0, 2, 1}).unsqueeze(2);  // [B, H, L, L] * dt_j
     return M + torch::diag_embed(Dp.view({1, H_, 1}).expand({B, H_, L}));
   }
+  torch::Tensor Materialize(const torch::Tensor& u, int64_t h0, int64_t nh) const override {
+    const int64_t B = u.size(0), L = u.size(1);
+    Proj p = Project(u);
+    auto M = SsdMatrix(p.loga.narrow(2, h0, nh), p.Bm.narrow(2, h0, nh), p.Cm.narrow(2, h0, nh)) *
+             p.dt.narrow(2, h0, nh).permute({0, 2, 1}).unsqueeze(2);  // [B, nh, L, L] * dt_j
+    return M + torch::diag_embed(Dp.narrow(0, h0, nh).view({1, nh, 1}).expand({B, nh, L}));
+  }
   std::vector<NamedTensor> Params() const override {
     return {{"in_proj.weight", in_proj}, {"conv1d.weight", conv_w}, {"conv1d.bias", conv_b}, {"dt_bias", dt_bias},
             {"A_log", A_log},            {"D", Dp},                 {"norm.weight", norm_w}, {"out_proj.weight", out_proj}};
@@ -239,8 +253,13 @@ torch::Tensor CausalConv(const torch::Tensor& x, const torch::Tensor& w, const t
   return y.narrow(2, 0, L).transpose(1, 2);  // [B, L, C]
 }
 
-torch::Tensor SsdChunked(const torch::Tensor& x, const torch::Tensor& loga, const torch::Tensor& Bm,
+torch::Tensor AtLeastF32(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kHalf ? t.to(torch::kFloat32) : t;
+}
+
+torch::Tensor SsdChunked(const torch::Tensor& x, const torch::Tensor& loga_in, const torch::Tensor& Bm,
                          const torch::Tensor& Cm, int64_t chunk) {
+  const torch::Tensor loga = AtLeastF32(loga_in);  // cumulative decays stay f32 under bf16 autocast
   const int64_t B = x.size(0), L = x.size(1), H = x.size(2), P = x.size(3), N = Bm.size(3);
   const int64_t Q = std::min<int64_t>(chunk, L), pad = (Q - L % Q) % Q, Lp = L + pad, c = Lp / Q;
   auto xp = pad ? torch::constant_pad_nd(x, {0, 0, 0, 0, 0, pad}) : x;
@@ -270,7 +289,7 @@ torch::Tensor SsdChunked(const torch::Tensor& x, const torch::Tensor& loga, cons
 
 torch::Tensor SsdMatrix(const torch::Tensor& loga, const torch::Tensor& Bm, const torch::Tensor& Cm) {
   auto scores = torch::matmul(Cm.permute({0, 2, 1, 3}), Bm.permute({0, 2, 3, 1}));  // [B, H, L, L]
-  return scores * ExpSegSumFast(loga.permute({0, 2, 1}));
+  return scores * ExpSegSumFast(AtLeastF32(loga).permute({0, 2, 1}));
 }
 
 torch::Tensor SsdRecurrent(const torch::Tensor& x, const torch::Tensor& loga, const torch::Tensor& Bm,
@@ -287,16 +306,16 @@ torch::Tensor SsdRecurrent(const torch::Tensor& x, const torch::Tensor& loga, co
 }
 
 torch::Tensor MatrixOrientationLoss(const torch::Tensor& student_m, const torch::Tensor& teacher_p) {
-  return (student_m - teacher_p).pow(2).sum({-2, -1}).sqrt().mean();  // [B, H, L, L] -> scalar
+  return (AtLeastF32(student_m) - AtLeastF32(teacher_p)).pow(2).sum({-2, -1}).sqrt().mean();  // [B, H, L, L] -> scalar
 }
 
 torch::Tensor HiddenStateLoss(const torch::Tensor& student_out, const torch::Tensor& teacher_out) {
-  return (student_out - teacher_out).pow(2).sum(-1).sqrt().mean();  // [B, L, D] -> scalar
+  return (AtLeastF32(student_out) - AtLeastF32(teacher_out)).pow(2).sum(-1).sqrt().mean();  // [B, L, D] -> scalar
 }
 
 torch::Tensor SoftCrossEntropy(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, double T) {
-  auto target = torch::softmax(teacher_logits / T, -1);                        // [B, L, V]
-  return -(target * torch::log_softmax(student_logits / T, -1)).sum(-1).mean();
+  auto target = torch::softmax(AtLeastF32(teacher_logits) / T, -1);                        // [B, L, V]
+  return -(target * torch::log_softmax(AtLeastF32(student_logits) / T, -1)).sum(-1).mean();
 }
 
 torch::Tensor InvFreq(const AttentionConfig& a) {
@@ -319,29 +338,48 @@ torch::Tensor InvFreq(const AttentionConfig& a) {
   return inv.to(torch::kFloat32);
 }
 
+namespace {
+
+// Rotate-half RoPE of t [B, L, heads, hd] at positions 0..L-1.
+torch::Tensor Rope(const torch::Tensor& t, const torch::Tensor& inv_freq) {
+  const int64_t L = t.size(1), hd = t.size(3);
+  auto pos = torch::arange(L, t.options().dtype(AtLeastF32(t).scalar_type()));
+  auto freqs = torch::outer(pos, inv_freq.to(t.device()));  // [L, hd/2]
+  auto cos = freqs.cos().view({1, L, 1, hd / 2}), sin = freqs.sin().view({1, L, 1, hd / 2});
+  auto t1 = t.narrow(-1, 0, hd / 2), t2 = t.narrow(-1, hd / 2, hd / 2);
+  return torch::cat({t1 * cos - t2 * sin, t2 * cos + t1 * sin}, -1);
+}
+
+torch::Tensor CausalSoftmax(const torch::Tensor& q, const torch::Tensor& k, int64_t hd) {
+  const int64_t L = q.size(2);
+  auto s = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(hd));  // [B, H, L, L]
+  auto mask = torch::triu(torch::ones({L, L}, q.options().dtype(torch::kBool)), 1);
+  return torch::softmax(AtLeastF32(s).masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
+}
+
+}  // namespace
+
+torch::Tensor AttentionProbs(const AttentionParams& p, const torch::Tensor& u, int64_t h0, int64_t nh) {
+  const int64_t B = u.size(0), L = u.size(1), H = p.n_heads, Hkv = p.n_kv_heads, hd = p.head_dim;
+  auto q = Rope(torch::linear(u, p.q.narrow(0, h0 * hd, nh * hd)).view({B, L, nh, hd}), p.inv_freq);  // [B, L, nh, hd]
+  auto k = Rope(torch::linear(u, p.k).view({B, L, Hkv, hd}), p.inv_freq);                             // [B, L, Hkv, hd]
+  auto kv_of = torch::div(torch::arange(h0, h0 + nh, torch::TensorOptions().dtype(torch::kInt64).device(u.device())),
+                          H / Hkv, "floor");  // kv head of each query head
+  k = k.index_select(2, kv_of);                                                                        // [B, L, nh, hd]
+  return CausalSoftmax(q.transpose(1, 2), k.transpose(1, 2), hd);                                      // [B, nh, L, L]
+}
+
 torch::Tensor Attention(const AttentionParams& p, const torch::Tensor& u, torch::Tensor* probs) {
   const int64_t B = u.size(0), L = u.size(1), H = p.n_heads, Hkv = p.n_kv_heads, hd = p.head_dim;
-  auto q = torch::linear(u, p.q).view({B, L, H, hd});    // [B, L, H, hd]
-  auto k = torch::linear(u, p.k).view({B, L, Hkv, hd});  // [B, L, Hkv, hd]
-  auto v = torch::linear(u, p.v).view({B, L, Hkv, hd});
-  auto pos = torch::arange(L, u.options());
-  auto freqs = torch::outer(pos, p.inv_freq.to(u.device()));  // [L, hd/2]
-  auto cos = freqs.cos().view({1, L, 1, hd / 2}), sin = freqs.sin().view({1, L, 1, hd / 2});
-  auto rope = [&](const torch::Tensor& t) {  // rotate-half
-    auto t1 = t.narrow(-1, 0, hd / 2), t2 = t.narrow(-1, hd / 2, hd / 2);
-    return torch::cat({t1 * cos - t2 * sin, t2 * cos + t1 * sin}, -1);
-  };
-  q = rope(q).transpose(1, 2);                                      // [B, H, L, hd]
-  k = rope(k).transpose(1, 2).repeat_interleave(H / Hkv, 1);        // [B, H, L, hd]
-  v = v.transpose(1, 2).repeat_interleave(H / Hkv, 1);              // [B, H, L, hd]
+  auto q = Rope(torch::linear(u, p.q).view({B, L, H, hd}), p.inv_freq).transpose(1, 2);                  // [B, H, L, hd]
+  auto k = Rope(torch::linear(u, p.k).view({B, L, Hkv, hd}), p.inv_freq).transpose(1, 2).repeat_interleave(H / Hkv, 1);
+  auto v = torch::linear(u, p.v).view({B, L, Hkv, hd}).transpose(1, 2).repeat_interleave(H / Hkv, 1);  // [B, H, L, hd]
   torch::Tensor o;
   if (probs) {
-    auto s = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(hd));  // [B, H, L, L]
-    auto mask = torch::triu(torch::ones({L, L}, u.options().dtype(torch::kBool)), 1);
-    *probs = torch::softmax(s.masked_fill(mask, -std::numeric_limits<double>::infinity()), -1);
-    o = torch::matmul(*probs, v);
+    *probs = CausalSoftmax(q, k, hd);  // [B, H, L, L]
+    o = torch::matmul(probs->to(v.scalar_type()), v);
   } else {
-    o = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+    o = at::scaled_dot_product_attention(q.to(v.scalar_type()), k.to(v.scalar_type()), v, {}, 0.0, /*is_causal=*/true);
   }
   return torch::linear(o.transpose(1, 2).reshape({B, L, H * hd}), p.o);  // [B, L, D]
 }
@@ -525,6 +563,10 @@ torch::Tensor Student::MaterializeOnInput(int l, const torch::Tensor& x) const {
   return layers[l].mixer->Materialize(RmsNorm(x, layers[l].in_norm, cfg.norm_eps));
 }
 
+torch::Tensor Student::MaterializeOnInput(int l, const torch::Tensor& x, int64_t h0, int64_t nh) const {
+  return layers[l].mixer->Materialize(RmsNorm(x, layers[l].in_norm, cfg.norm_eps), h0, nh);
+}
+
 torch::Tensor Student::Block(int l, const torch::Tensor& x) const {
   const StudentLayer& L = layers[l];
   auto h = x + MixerOnInput(l, x);
@@ -533,7 +575,16 @@ torch::Tensor Student::Block(int l, const torch::Tensor& x) const {
 
 torch::Tensor Student::Logits(const torch::Tensor& ids) const {
   auto x = torch::embedding(embed, ids);  // [B, L, D]
-  for (int l = 0; l < static_cast<int>(layers.size()); ++l) x = Block(l, x);
+  for (int l = 0; l < static_cast<int>(layers.size()); ++l) {
+    if (!checkpoint_blocks) {
+      x = Block(l, x);
+      continue;
+    }
+    const StudentLayer& L = layers[l];
+    std::vector<torch::Tensor> params{L.in_norm, L.mlp_norm, L.gate, L.up, L.down};
+    for (auto& m : L.mixer->Params()) params.push_back(m.t);
+    x = CheckpointedCall([this, l](const torch::Tensor& in) { return Block(l, in); }, x, params);
+  }
   return torch::linear(RmsNorm(x, final_norm, cfg.norm_eps), lm_head);  // [B, L, vocab]
 }
 

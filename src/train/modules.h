@@ -17,6 +17,8 @@
 namespace subq::train {
 
 // ---- math shared by teacher and students (exposed for tests) ----
+// bf16/f16 tensors (autocast outputs) as f32; others unchanged. Decays, softmaxes and losses use it.
+torch::Tensor AtLeastF32(const torch::Tensor& t);
 torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps);  // over the last dim
 torch::Tensor SwiGlu(const torch::Tensor& x, const torch::Tensor& gate, const torch::Tensor& up,
                      const torch::Tensor& down);
@@ -56,6 +58,8 @@ struct AttentionParams {
 torch::Tensor InvFreq(const AttentionConfig& a);
 // u [B, L, D] -> [B, L, D]; with probs, also writes the attention probabilities [B, H, L, L].
 torch::Tensor Attention(const AttentionParams& p, const torch::Tensor& u, torch::Tensor* probs);
+// The attention probabilities of heads [h0, h0 + nh) only: u [B, L, D] -> [B, nh, L, L].
+torch::Tensor AttentionProbs(const AttentionParams& p, const torch::Tensor& u, int64_t h0, int64_t nh);
 
 // ---- teacher ----
 struct TeacherLayer {
@@ -90,6 +94,10 @@ class StudentMixer {
   virtual ~StudentMixer() = default;
   virtual torch::Tensor Forward(const torch::Tensor& u) const = 0;      // [B, L, D] -> [B, L, D]
   virtual torch::Tensor Materialize(const torch::Tensor& u) const = 0;  // [B, L, D] -> [B, H, L, L]
+  // Heads [h0, h0 + nh) only -> [B, nh, L, L]. Mixers that can, build only those heads' matrices.
+  virtual torch::Tensor Materialize(const torch::Tensor& u, int64_t h0, int64_t nh) const {
+    return Materialize(u).narrow(1, h0, nh);
+  }
   virtual std::vector<NamedTensor> Params() const = 0;  // names relative to the mixer prefix ("mixer." / "attn.")
   virtual bool is_attention() const { return false; }
   virtual int num_heads() const = 0;
@@ -111,6 +119,7 @@ class Student {
   torch::Tensor Block(int l, const torch::Tensor& x) const;               // x + mixer + MLP, [B, L, D]
   torch::Tensor MixerOnInput(int l, const torch::Tensor& x) const;        // mixer(RmsNorm(x)) only
   torch::Tensor MaterializeOnInput(int l, const torch::Tensor& x) const;  // [B, H, L, L]
+  torch::Tensor MaterializeOnInput(int l, const torch::Tensor& x, int64_t h0, int64_t nh) const;  // [B, nh, L, L]
   bool is_attention(int l) const { return layers[l].mixer->is_attention(); }
 
   // Every parameter under its export name (Llamba, Mamba-2 or fla Gated DeltaNet layout); tied lm_head listed once.
@@ -126,6 +135,7 @@ class Student {
   void To(const torch::Device& d);
 
   StudentRecipe spec;
+  bool checkpoint_blocks = false;  // Logits recomputes each block in backward (train/compute.h)
   ModelConfig cfg;  // copied from the teacher (dims, vocab, norm eps, attention config for hybrids)
   torch::Tensor embed, final_norm, lm_head;
   std::vector<StudentLayer> layers;

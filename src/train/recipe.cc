@@ -4,6 +4,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "io/token_shards.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -158,7 +160,10 @@ Status Validate(const Recipe& r) {
   for (int l : s.attention_layers)
     if (l < 0) return Errorf("{}: 'student.attention_layers' has a negative layer {}", f, l);
   const auto& d = r.data;
-  if (d.files.empty()) return Errorf("{}: 'data.files' must list at least one text file", f);
+  if (d.files.empty() == d.shards.empty())
+    return Errorf("{}: give either 'data.files' (text files) or 'data.shards' (a `subq data prepare` folder)", f);
+  if (!d.shards.empty() && !IsShardFolder(d.shards))
+    return Errorf("{}: 'data.shards' '{}' is not a folder written by `subq data prepare` (no index.json)", f, d.shards);
   for (const auto& p : d.files) {
     if (!fs::is_regular_file(p)) return Errorf("{}: corpus file '{}' does not exist", f, p);
     if (fs::file_size(p) == 0) return Errorf("{}: corpus file '{}' is empty", f, p);
@@ -174,6 +179,10 @@ Status Validate(const Recipe& r) {
   if (o.weight_decay < 0 || o.grad_clip < 0 || !(o.eps > 0)) return Errorf("{}: bad 'optim' values", f);
   if (o.warmup_fraction < 0 || o.decay_fraction < 0 || o.warmup_fraction + o.decay_fraction > 1)
     return Errorf("{}: 'optim.warmup_fraction' + 'optim.decay_fraction' must be in [0, 1]", f);
+  const auto& c = r.compute;
+  if (c.dtype != "f32" && c.dtype != "bf16") return Errorf("{}: 'compute.dtype' must be f32 or bf16, got '{}'", f, c.dtype);
+  if (c.stage1_head_chunk < 0) return Errorf("{}: 'compute.stage1_head_chunk' must be >= 0", f);
+  if (c.bucket_mb < 1) return Errorf("{}: 'compute.bucket_mb' must be >= 1", f);
   int active = 0;
   for (int i = 0; i < 3; ++i) {
     const auto& st = r.stages[i];
@@ -243,6 +252,7 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
     MapReader m(top.Sub("data"), "data", &err);
     auto& d = r.data;
     m.Get("files", &d.files);
+    m.Get("shards", &d.shards);
     m.Get("separator", &d.separator);
     m.Get("held_out_fraction", &d.held_out_fraction);
     m.Get("eval_tokens", &d.eval_tokens);
@@ -264,6 +274,16 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
     m.Finish();
   }
   {
+    MapReader m(top.Sub("compute"), "compute", &err);
+    auto& c = r.compute;
+    m.Get("dtype", &c.dtype);
+    m.Get("tf32", &c.tf32);
+    m.Get("activation_checkpointing", &c.activation_checkpointing);
+    m.Get("stage1_head_chunk", &c.stage1_head_chunk);
+    m.Get("bucket_mb", &c.bucket_mb);
+    m.Finish();
+  }
+  {
     MapReader m(top.Sub("stages"), "stages", &err);
     for (int i = 0; i < 3; ++i) ReadStage(m, StageName(i), &r.stages[i], &err);
     m.Finish();
@@ -273,6 +293,7 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
   r.teacher = ExpandPath(r.teacher, base_dir);
   r.tokenizer = ExpandPath(r.tokenizer, base_dir);
   for (auto& p : r.data.files) p = ExpandPath(p, base_dir);
+  r.data.shards = ExpandPath(r.data.shards, base_dir);
   SUBQ_RETURN_IF_ERROR(Validate(r));
   return r;
 }

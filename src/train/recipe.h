@@ -36,6 +36,7 @@ struct StudentRecipe {
 
 struct DataRecipe {
   std::vector<std::string> files;          // plain-text corpora, tokenised with the teacher's tokenizer
+  std::string shards;                      // or: a folder written by `subq data prepare` (its own held-out split)
   std::string separator = "<|endoftext|>";  // documents are split on it, each gets BOS; "" = whole file
   double held_out_fraction = 0.05;         // tail of the documents kept for held-out perplexity
   int64_t eval_tokens = 65536;             // held-out tokens scored for perplexity (cap)
@@ -51,6 +52,15 @@ struct OptimRecipe {
   double min_lr = 1e-8;
 };
 
+// How the math runs (train/compute.h): precision, memory, data-parallel communication.
+struct ComputeRecipe {
+  std::string dtype = "f32";              // f32 | bf16: autocast of teacher and student compute (weights, AdamW state f32)
+  bool tf32 = true;                       // CUDA: TF32 for the matmuls left in f32
+  bool activation_checkpointing = false;  // recompute each student block in backward (stages 2-3)
+  int stage1_head_chunk = 0;              // stage 1: heads materialised at once per layer (0 = all)
+  int64_t bucket_mb = 25;                 // data-parallel gradient all-reduce bucket size
+};
+
 struct Recipe {
   std::string path;       // the YAML file
   std::string teacher;    // checkpoint path (HF folder, llama2.c .bin, .gguf)
@@ -63,6 +73,7 @@ struct Recipe {
   StudentRecipe student;
   DataRecipe data;
   OptimRecipe optim;
+  ComputeRecipe compute;
   StageRecipe stages[3];  // matrix_orientation, hidden_state, end_to_end
 };
 

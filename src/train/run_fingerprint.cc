@@ -77,7 +77,9 @@ Result<json> RunFingerprint(const Recipe& r, int world_size) {
                    {"attention_layers", s.attention_layers}}},
       {"data", {{"separator", d.separator}, {"held_out_fraction", d.held_out_fraction},
                 {"eval_tokens", d.eval_tokens}, {"teacher_samples", d.teacher_samples},
-                {"sample_temperature", d.sample_temperature}}},
+                {"sample_temperature", d.sample_temperature}, {"shards", d.shards}}},
+      // Precision changes the result; checkpointing, head chunks and buckets only memory and speed.
+      {"compute", {{"dtype", r.compute.dtype}, {"tf32", r.compute.tf32}}},
       {"optim", {{"beta1", o.beta1}, {"beta2", o.beta2}, {"weight_decay", o.weight_decay}, {"eps", o.eps},
                  {"grad_clip", o.grad_clip}, {"warmup_fraction", o.warmup_fraction},
                  {"decay_fraction", o.decay_fraction}, {"min_lr", o.min_lr}}},
@@ -91,6 +93,10 @@ Result<json> RunFingerprint(const Recipe& r, int world_size) {
   json data = json::array();
   for (const std::string& f : d.files) {
     SUBQ_ASSIGN_OR_RETURN(json id, FileIdentity(f));
+    data.push_back(std::move(id));
+  }
+  if (!d.shards.empty()) {  // the shard folder's index (the shards are checked against it when read)
+    SUBQ_ASSIGN_OR_RETURN(json id, FileIdentity(fs::path(d.shards) / "index.json"));
     data.push_back(std::move(id));
   }
   return json{{"recipe", recipe}, {"teacher", teacher}, {"tokenizer", tokenizer}, {"data_files", data},

@@ -141,12 +141,13 @@ TEST(Schedule, WarmupStableDecay) {
 TEST(Data, SamplerIsDeterministicAndResumable) {
   std::vector<int> stream(1000);
   for (int i = 0; i < 1000; ++i) stream[i] = i;
-  SequenceSampler a(&stream, 10, 42), b(&stream, 10, 42);
+  VectorTokenSource src(&stream);
+  SequenceSampler a(&src, 10, 42), b(&src, 10, 42);
   std::vector<int> x(10), y(10);
-  for (int i = 0; i < 150; ++i) a.Next(x.data());  // into the second epoch
+  for (int i = 0; i < 150; ++i) ASSERT_TRUE(a.Next(x.data()).ok());  // into the second epoch
   b.SetPosition(150);
-  a.Next(x.data());
-  b.Next(y.data());
+  ASSERT_TRUE(a.Next(x.data()).ok());
+  ASSERT_TRUE(b.Next(y.data()).ok());
   EXPECT_EQ(x, y);
   EXPECT_EQ(x[0] % 10, 0);  // aligned windows
   EXPECT_EQ(SplitDocuments("a<|endoftext|> b \n<|endoftext|><|endoftext|>c", "<|endoftext|>"),
