@@ -169,7 +169,8 @@ void GatedDeltaNetMixer::Forward(const float* u, int T, std::span<const SeqSlice
   float* o = a.Take(T * Cv);  // [T, Hv, dv]
   Project(ctx.threads, u, T, p);
   const int S = static_cast<int>(seqs.size());
-#pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1) if (S > 1)
+// static: each thread always gets the same sequences, so its token buffers are warm after one step
+#pragma omp parallel for num_threads(ctx.threads.n) schedule(static) if (S > 1)
   for (int i = 0; i < S; ++i) {
     const SeqSlice& s = seqs[i];
     auto& st = static_cast<GatedDeltaNetState&>(*s.state);

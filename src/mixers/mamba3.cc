@@ -123,7 +123,8 @@ void Mamba3Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs,
   float* o = ctx.arena->Take(static_cast<size_t>(T) * di);       // [T, d_inner]
   ops::Linear(ctx.threads, u, T, ops::Weight::F32(w_.in_proj.ptr(), rows, d_model_), proj);
   const int S = static_cast<int>(seqs.size());
-#pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1) if (S > 1)
+// static: each thread always gets the same sequences, so its token buffers are warm after one step
+#pragma omp parallel for num_threads(ctx.threads.n) schedule(static) if (S > 1)
   for (int i = 0; i < S; ++i) {
     const SeqSlice& s = seqs[i];
     auto& st = static_cast<Mamba3State&>(*s.state);
