@@ -116,8 +116,9 @@ void DiscreteMamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlic
   const size_t scan_floats = SsmScanScratchFloats(ctx.threads, dims(), c_.chunk_size) + Arena::kAlign;
   float* scan = a.Take(scan_floats * ctx.threads.n);
   ops::Linear(ctx.threads, u, T, w_.in_proj, proj);
-#pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1) if (S > 1)
-  for (int i = 0; i < S; ++i) {
+  // One sequence: run it here, so its scan can open its own parallel region over heads (a region
+  // nested in an inactive one makes libgomp start fresh threads on every call).
+  auto run = [&](int i) {
     const SeqSlice& s = seqs[i];
     auto& st = static_cast<SsmLayerState&>(*s.state);
     const size_t r0 = s.row0;
@@ -138,6 +139,12 @@ void DiscreteMamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlic
         float* yr = Y + static_cast<size_t>(t) * E + h * P;
         for (int p = 0; p < P; ++p) yr[p] += d * xr[p];
       }
+  };
+  if (S == 1) {
+    run(0);
+  } else {
+#pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1)
+    for (int i = 0; i < S; ++i) run(i);
   }
   if (kept_) kept_->Forward(u, T, seqs, ctx, y, E);  // kept heads: attention output replaces y_h
   ApplyOutputInPlace(ctx.threads, y, proj + cd, rows, T, out);
