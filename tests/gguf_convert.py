@@ -2,7 +2,8 @@
 """Converts an HF folder to GGUF with llama.cpp's own converter (convert_hf_to_gguf.py), for the tests
 that check subq reads what llama.cpp writes. llama.cpp is not part of subq: pass the llama.cpp source
 folder (vendor/llama.cpp of the llama-cpp-python sdist on PyPI:
-  pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcp && tar xzf ... ).
+  pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d DIR && tar xzf ..., then
+  SUBQ_LLAMA_CPP=DIR/llama_cpp_python-0.3.36/vendor/llama.cpp).
 
   gguf_convert.py --llama-cpp DIR --model HF_DIR --outtype f32|f16|bf16|q8_0|q4_0 --out FILE.gguf
   gguf_convert.py --llama-cpp DIR --from-f32 FILE.gguf --outtype q4_0 --out FILE_q4_0.gguf
