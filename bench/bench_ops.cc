@@ -29,6 +29,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 #include "ops/ops.h"
+#include "ops/ssd.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace subq::bench::HWY_NAMESPACE {
@@ -164,7 +165,7 @@ int Main(int argc, char** argv) {
   app.add_option("--pool-mib", pool_mib,
                  "weights cycled per shape; > L3 for DRAM figures, small for in-cache kernel speed");
   std::string only;
-  app.add_option("--only", only, "comma list of sections: bw,gemm,linear (default all)");
+  app.add_option("--only", only, "comma list of sections: bw,gemm,ssd,linear (default all)");
   app.add_flag("--openblas-child", child)->group("");
   app.add_flag("--cpu-clock", g_cpu_clock, "time on the process CPU clock (A/B runs with --threads 1)");
   CLI11_PARSE(app, argc, argv);
@@ -221,6 +222,29 @@ int Main(int argc, char** argv) {
     out["fma_peak_gflops"] = peak;
     out["gemm"] = {
         {"n", gemm_n}, {"ours_gflops", ours}, {"openblas_gflops", blas}, {"openblas_skylakex_gflops", blas_skx}};
+  }
+  if (want("ssd")) {
+    // ---- SSD chunked scan: one Mamba-2-130m layer (H 24, P 64, N 128, G 1), continuing a state ----
+    const ops::SsdDims d{24, 64, 128, 1};
+    const int L = quick ? 512 : 2048;
+    const int ldx = d.H * d.P, ldbc = d.G * d.N;
+    std::vector<float> x = ops::testing::Random(size_t(L) * ldx, 1), b = ops::testing::Random(size_t(L) * ldbc, 2),
+                       c = ops::testing::Random(size_t(L) * ldbc, 3),
+                       loga = ops::testing::Random(size_t(L) * d.H, 4, -0.6f, -0.001f),
+                       state0 = ops::testing::Random(size_t(d.H) * d.P * d.N, 5), state, y(size_t(L) * ldx);
+    std::printf("\nSSD chunked scan, H %d P %d N %d G %d, L %d (per layer)\n", d.H, d.P, d.N, d.G, L);
+    for (int chunk : {32, 64, 128, 256}) {
+      std::vector<float> scratch(ops::SsdScratchFloats(th, d, chunk) + 16);
+      const double sec = Best(reps, [&] {
+        state = state0;
+        ops::SsdChunkedScan(th, d, L, chunk, x.data(), ldx, b.data(), c.data(), ldbc, loga.data(), state.data(), y.data(),
+                       ldx, scratch.data());
+      });
+      // FLOPs of the recurrence's useful work: state update and output, 2 x 2 P N per head and token.
+      const double gf = 4.0 * d.H * d.P * d.N * L / sec * 1e-9;
+      std::printf("chunk %3d: %8.2f ms, %8.0f tok/s, %6.1f GFLOP/s of the recurrence\n", chunk, sec * 1e3, L / sec, gf);
+      out["ssd"].push_back({{"chunk", chunk}, {"L", L}, {"ms", sec * 1e3}, {"recurrence_gflops", gf}});
+    }
   }
   if (!want("linear")) return 0;
 

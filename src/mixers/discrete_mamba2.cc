@@ -76,7 +76,7 @@ size_t DiscreteMamba2Mixer::WeightBytes() const {
 size_t DiscreteMamba2Mixer::ScratchFloats(int T, int n_threads) const {
   const size_t E = c_.d_inner(), Hv = c_.n_v_heads;
   return static_cast<size_t>(T) * (proj_rows() + conv_dim() + Hv + E) +
-         static_cast<size_t>(n_threads) * (SsmScanScratchFloats(Threads{n_threads}, dims(), c_.chunk_size) + Arena::kAlign) +
+         static_cast<size_t>(n_threads) * (SsmScanScratchFloats(Threads{n_threads}, dims()) + Arena::kAlign) +
          6 * Arena::kAlign + (kept_ ? kept_->ScratchFloats(T, n_threads) : 0);
 }
 
@@ -113,7 +113,7 @@ void DiscreteMamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlic
   // One sequence: its scan uses every thread (over heads); several: one thread per sequence.
   const int S = static_cast<int>(seqs.size());
   const Threads inner = S == 1 ? ctx.threads : Threads{1};
-  const size_t scan_floats = SsmScanScratchFloats(ctx.threads, dims(), c_.chunk_size) + Arena::kAlign;
+  const size_t scan_floats = SsmScanScratchFloats(ctx.threads, dims()) + Arena::kAlign;
   float* scan = a.Take(scan_floats * ctx.threads.n);
   ops::Linear(ctx.threads, u, T, w_.in_proj, proj);
   // One sequence: run it here, so its scan can open its own parallel region over heads (a region
@@ -131,7 +131,7 @@ void DiscreteMamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlic
 #ifdef _OPENMP
     my += scan_floats * static_cast<size_t>(omp_get_thread_num());
 #endif
-    SsmScan(inner, dims(), s.n, c_.chunk_size, X, cd, B, C, cd, loga + r0 * Hv, st, Y, E, my);
+    SsmScan(inner, dims(), s.n, X, cd, B, C, cd, loga + r0 * Hv, st, Y, E, my);
     for (int t = 0; t < s.n; ++t)  // y += D x
       for (int h = 0; h < Hv; ++h) {
         const float d = w_.D.data[h];

@@ -68,7 +68,7 @@ size_t Mamba2Mixer::WeightBytes() const {
 size_t Mamba2Mixer::ScratchFloats(int T, int n_threads) const {
   const size_t E = c_.d_inner(), H = c_.n_heads;
   return static_cast<size_t>(T) * (proj_rows() + conv_dim() + 2 * H + 2 * E) +
-         static_cast<size_t>(n_threads) * (SsmScanScratchFloats(Threads{n_threads}, dims(), c_.chunk_size) + Arena::kAlign) +
+         static_cast<size_t>(n_threads) * (SsmScanScratchFloats(Threads{n_threads}, dims()) + Arena::kAlign) +
          8 * Arena::kAlign;
 }
 
@@ -112,7 +112,7 @@ void Mamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs,
   // One sequence: its scan uses every thread (over heads); several: one thread per sequence.
   const int S = static_cast<int>(seqs.size());
   const Threads inner = S == 1 ? ctx.threads : Threads{1};
-  const size_t scan_floats = SsmScanScratchFloats(ctx.threads, dims(), c_.chunk_size) + Arena::kAlign;
+  const size_t scan_floats = SsmScanScratchFloats(ctx.threads, dims()) + Arena::kAlign;
   float* scan = a.Take(scan_floats * ctx.threads.n);
   ops::Linear(ctx.threads, u, T, w_.in_proj, proj);
   // One sequence: run it here, so its scan can open its own parallel region over heads (a region
@@ -137,7 +137,7 @@ void Mamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs,
 #ifdef _OPENMP
     my += scan_floats * static_cast<size_t>(omp_get_thread_num());
 #endif
-    SsmScan(inner, dims(), s.n, c_.chunk_size, xdt + r0 * E, E, B, C, cd, loga + r0 * H, st, Y, E, my);
+    SsmScan(inner, dims(), s.n, xdt + r0 * E, E, B, C, cd, loga + r0 * H, st, Y, E, my);
     for (int t = 0; t < s.n; ++t)  // y += D x
       for (int h = 0; h < H; ++h) {
         const float d = w_.D.data[h];

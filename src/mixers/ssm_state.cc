@@ -4,12 +4,12 @@
 
 namespace subq {
 
-size_t SsmScanScratchFloats(const Threads& th, const ops::SsdDims& d, int chunk) {
+size_t SsmScanScratchFloats(const Threads& th, const ops::SsdDims& d) {
   auto round16 = [](size_t n) { return (n + 15) / 16 * 16; };  // keeps per-thread slices 64-byte aligned
-  return round16(static_cast<size_t>(d.H) * d.P * d.N) + round16(ops::SsdScratchFloats(th, d, chunk)) + Arena::kAlign;
+  return round16(static_cast<size_t>(d.H) * d.P * d.N) + round16(ops::SsdScratchFloats(th, d, kCpuScanChunk)) + Arena::kAlign;
 }
 
-void SsmScan(const Threads& th, const ops::SsdDims& d, int n, int chunk, const float* x, int ldx, const float* b, const float* c, int ldbc,
+void SsmScan(const Threads& th, const ops::SsdDims& d, int n, const float* x, int ldx, const float* b, const float* c, int ldbc,
              const float* loga, SsmLayerState& st, float* y, int ldy, float* scratch) {
   const size_t state_floats = static_cast<size_t>(d.H) * d.P * d.N;
   float* scan = scratch + (state_floats + 15) / 16 * 16;  // keeps the scan's doubles aligned
@@ -17,7 +17,7 @@ void SsmScan(const Threads& th, const ops::SsdDims& d, int n, int chunk, const f
     if (n == 1) {
       ops::SsdStep(th, d, x, b, c, loga, st.ssm.ptr(), y);
     } else {
-      ops::SsdChunkedScan(th, d, n, chunk, x, ldx, b, c, ldbc, loga, st.ssm.ptr(), y, ldy, scan);
+      ops::SsdChunkedScan(th, d, n, kCpuScanChunk, x, ldx, b, c, ldbc, loga, st.ssm.ptr(), y, ldy, scan);
     }
     return;
   }
@@ -26,7 +26,7 @@ void SsmScan(const Threads& th, const ops::SsdDims& d, int n, int chunk, const f
     return;
   }
   ops::Bf16ToF32(st.ssm_bf16.data(), scratch, state_floats);
-  ops::SsdChunkedScan(th, d, n, chunk, x, ldx, b, c, ldbc, loga, scratch, y, ldy, scan);
+  ops::SsdChunkedScan(th, d, n, kCpuScanChunk, x, ldx, b, c, ldbc, loga, scratch, y, ldy, scan);
   ops::F32ToBf16(scratch, st.ssm_bf16.data(), state_floats);
 }
 

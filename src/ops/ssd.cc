@@ -22,12 +22,13 @@ namespace subq::ops {
 namespace {
 size_t Pad16(size_t n) { return (n + 15) / 16 * 16; }  // keeps every part 64-byte aligned relative to the base
 
-// Scratch of the chunked scan: cb [G][Q, Q] shared, then per thread acum [Q] (double), m [Q, Q],
-// xw [Q, P], decay [Q].
-size_t SharedFloats(const SsdDims& d, size_t Q) { return Pad16(static_cast<size_t>(d.G) * Q * Q); }
-size_t PerThreadFloats(const SsdDims& d, size_t Q) {
-  return Pad16(2 * Q) + Pad16(Q * Q) + Pad16(Q * static_cast<size_t>(d.P)) + Pad16(Q);
+// Scratch of the chunked scan, shared: cb [G][Q, Q], acum [H][Q] (double), xw [Q, H*P]; then per
+// thread: m [Q, Q], decay [Q].
+size_t SharedFloats(const SsdDims& d, size_t Q) {
+  return Pad16(static_cast<size_t>(d.G) * Q * Q) + Pad16(2 * static_cast<size_t>(d.H) * Q) +
+         Pad16(Q * static_cast<size_t>(d.H) * d.P);
 }
+size_t PerThreadFloats(const SsdDims& /*d*/, size_t Q) { return Pad16(Q * Q) + Pad16(Q); }
 }  // namespace
 }  // namespace subq::ops
 #endif
@@ -39,13 +40,22 @@ namespace {
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
+// Decay factors below exp(kMinLogDecay) ~ 1e-26 are flushed to zero: they change no f32 sum they enter
+// (their terms sit ~2^-86 below the terms they are added to), and left alone they make denormal
+// products, which run ~10x slower through the FMA units (a Mamba-2 prefill spent 2/3 of its scan in
+// them).
+constexpr float kMinLogDecay = -60.0f;
+inline float DecayExp(double log_decay) {
+  return log_decay < kMinLogDecay ? 0.0f : static_cast<float>(std::exp(log_decay));
+}
+
 // One token of head h: S = a S + x b^T, y = S c.
 void StepHead(const SsdDims& d, int h, const float* x, const float* b, const float* c, const float* loga, float* state,
               float* y) {
   const DF df;
   const int V = static_cast<int>(hn::Lanes(df));
   const int hpg = d.H / d.G, N = d.N;
-  const float a = std::exp(loga[h]);
+  const float a = DecayExp(loga[h]);
   const float* bg = b + (h / hpg) * N;                    // [N]
   const float* cg = c + (h / hpg) * N;                    // [N]
   float* S = state + static_cast<size_t>(h) * d.P * N;    // [P, N]
@@ -80,50 +90,49 @@ void MaskedDecay(const double* acum, const float* cb, float* m, float* decay, in
     // Differences in double: the cumulative sums are large, their differences small.
     for (int j = 0; j <= l; ++j) decay[j] = static_cast<float>(acum[l] - acum[j]);
     int j = 0;
-    for (; j + V <= l + 1; j += V)
-      hn::StoreU(hn::Mul(hn::LoadU(df, cr + j), hn::Exp(df, hn::LoadU(df, decay + j))), df, mr + j);
-    for (; j <= l; ++j) mr[j] = cr[j] * std::exp(decay[j]);
+    const VF vmin = hn::Set(df, kMinLogDecay);
+    for (; j + V <= l + 1; j += V) {
+      const VF dv = hn::LoadU(df, decay + j);
+      hn::StoreU(hn::IfThenElseZero(hn::Ge(dv, vmin), hn::Mul(hn::LoadU(df, cr + j), hn::Exp(df, dv))), df, mr + j);
+    }
+    for (; j <= l; ++j) mr[j] = cr[j] * DecayExp(decay[j]);
     for (j = l + 1; j < q; ++j) mr[j] = 0.0f;
   }
 }
 
-// Chunk [c0, c0 + q) of head h, given cb = C B^T of its group (SPEC section 2, steps 1-4).
-void ChunkHead(const SsdDims& d, int h, int c0, int q, const float* x, int ldx, const float* b, const float* c,
-               int ldbc, const float* loga, float* state, float* y, int ldy, const float* cb, bool state_zero,
-               float* scratch, int Q) {
-  const int H = d.H, P = d.P, N = d.N, g = h / (H / d.G);
-  double* acum = reinterpret_cast<double*>(scratch);            // [q]
-  float* m = scratch + Pad16(2 * static_cast<size_t>(Q));        // [q, q]
-  float* xw = m + Pad16(static_cast<size_t>(Q) * Q);             // [q, P]
-  float* decay = xw + Pad16(static_cast<size_t>(Q) * P);         // [q]
-  const float* Bg = b + static_cast<size_t>(c0) * ldbc + g * N;  // rows [q, N], stride ldbc
-  const float* Cg = c + static_cast<size_t>(c0) * ldbc + g * N;  // rows [q, N], stride ldbc
-  const float* Xh = x + static_cast<size_t>(c0) * ldx + h * P;   // rows [q, P], stride ldx
-  float* Yh = y + static_cast<size_t>(c0) * ldy + h * P;         // rows [q, P], stride ldy
-  float* S = state + static_cast<size_t>(h) * P * N;             // [P, N]
-  double sum = 0.0;
-  for (int l = 0; l < q; ++l) acum[l] = sum += loga[static_cast<size_t>(c0 + l) * H + h];
+// The intra-chunk part of head h for chunk [c0, c0 + q) (SPEC section 2, step 1 and the scaling of step
+// 4), given cb = C B^T of its group, the head's cumulative log decays acum [q] and, unless state_zero, the
+// inter-chunk output C_l . S_prev already in Y:
+//   Y_l = exp(acum_l) Y_l + sum_{s <= l} cb[l, s] exp(acum_l - acum_s) X_s
+// It also writes the head's columns of xw (X_s weighted by its decay to the chunk's end) and scales the
+// head's state by the chunk's total decay, ready for the state GEMM of the group.
+void ChunkHead(const SsdDims& d, int h, int c0, int q, const float* x, int ldx, const double* acum, float* y,
+               int ldy, const float* cb, bool state_zero, float* state, float* xw, float* scratch, int Q) {
+  const int P = d.P, N = d.N, HP = d.H * d.P;
+  float* m = scratch;                                          // [q, q]
+  float* decay = m + Pad16(static_cast<size_t>(Q) * Q);        // [q]
+  const float* Xh = x + static_cast<size_t>(c0) * ldx + h * P;  // rows [q, P], stride ldx
+  float* Yh = y + static_cast<size_t>(c0) * ldy + h * P;        // rows [q, P], stride ldy
   MaskedDecay(acum, cb, m, decay, q);
-  // Y_off[l] = exp(acum_l) C_l . S_prev   [q, P]
-  if (!state_zero) {
-    Gemm(false, true, q, P, N, 1.0f, Cg, ldbc, S, N, 0.0f, Yh, ldy);
+  if (!state_zero)
     for (int l = 0; l < q; ++l) {
-      const float e = static_cast<float>(std::exp(acum[l]));
+      const float e = DecayExp(acum[l]);
       float* yr = Yh + static_cast<size_t>(l) * ldy;
       for (int p = 0; p < P; ++p) yr[p] *= e;
     }
-  }
-  // Y += m X   [q, P]
-  Gemm(false, false, q, P, q, 1.0f, m, q, Xh, ldx, state_zero ? 0.0f : 1.0f, Yh, ldy);
-  // S = exp(acum_last) S + sum_s exp(acum_last - acum_s) X_s B_s^T   [P, N]
+  Gemm(false, false, q, P, q, 1.0f, m, q, Xh, ldx, state_zero ? 0.0f : 1.0f, Yh, ldy);  // Y += m X  [q, P]
   const double last = acum[q - 1];
-  for (int j = 0; j < q; ++j) {
-    const float w = static_cast<float>(std::exp(last - acum[j]));
+  for (int j = 0; j < q; ++j) {  // xw[j, h] = exp(acum_last - acum_j) X_j  [q, P] of [q, H*P]
+    const float w = DecayExp(last - acum[j]);
     const float* xr = Xh + static_cast<size_t>(j) * ldx;
-    float* xwr = xw + static_cast<size_t>(j) * P;
+    float* xwr = xw + static_cast<size_t>(j) * HP + h * P;
     for (int p = 0; p < P; ++p) xwr[p] = xr[p] * w;
   }
-  Gemm(true, false, P, N, q, 1.0f, xw, P, Bg, ldbc, state_zero ? 0.0f : static_cast<float>(std::exp(last)), S, N);
+  if (!state_zero) {  // S *= exp(acum_last)  [P, N]
+    const float e = DecayExp(last);
+    float* S = state + static_cast<size_t>(h) * P * N;
+    for (size_t i = 0; i < static_cast<size_t>(P) * N; ++i) S[i] *= e;
+  }
 }
 
 }  // namespace
@@ -147,25 +156,48 @@ void StepBatchImpl(int nt, const SsdDims& d, int B, const float* x, int ldx, con
   }
 }
 
+// Per chunk: the products that share C or B across the heads of a group run as one GEMM over all those
+// heads (inter-chunk output C S^T and the state update xw^T B: [q, hpg*P] and [hpg*P, N], large enough
+// for the packed kernel to run near its peak); only the masked intra-chunk product is per head.
 void ScanImpl(int nt, const SsdDims& d, int L, int chunk, const float* x, int ldx, const float* b, const float* c,
               int ldbc, const float* loga, float* state, float* y, int ldy, float* scratch) {
   if (L <= 0) return;
-  const int Q = std::max(1, std::min(chunk, L)), N = d.N;
-  float* cb = scratch;  // [G][q, q]
+  const int Q = std::max(1, std::min(chunk, L)), H = d.H, P = d.P, N = d.N, hpg = d.H / d.G, HP = d.H * d.P;
+  const Threads th{nt};
+  float* cb = scratch;                                                              // [G][Q, Q]
+  double* acum = reinterpret_cast<double*>(cb + Pad16(static_cast<size_t>(d.G) * Q * Q));  // [H][Q]
+  float* xw = cb + Pad16(static_cast<size_t>(d.G) * Q * Q) + Pad16(2 * static_cast<size_t>(H) * Q);  // [Q, H*P]
   float* per_thread = scratch + SharedFloats(d, Q);
   const size_t per = PerThreadFloats(d, Q);
   // A fresh state contributes nothing to the first chunk; skip its GEMM then.
-  bool state_zero = std::all_of(state, state + static_cast<size_t>(d.H) * d.P * N, [](float v) { return v == 0.0f; });
+  bool state_zero = std::all_of(state, state + static_cast<size_t>(H) * P * N, [](float v) { return v == 0.0f; });
   for (int c0 = 0; c0 < L; c0 += Q) {
     const int q = std::min(Q, L - c0);
-    for (int g = 0; g < d.G; ++g)  // cb[l, s] = C_l . B_s  [q, q], once per group
-      Gemm(Threads{nt}, false, true, q, q, N, 1.0f, c + static_cast<size_t>(c0) * ldbc + g * N, ldbc,
-           b + static_cast<size_t>(c0) * ldbc + g * N, ldbc, 0.0f, cb + static_cast<size_t>(g) * Q * Q, q);
+    const float* Cc = c + static_cast<size_t>(c0) * ldbc;  // rows [q, G*N]
+    const float* Bc = b + static_cast<size_t>(c0) * ldbc;
+    float* Yc = y + static_cast<size_t>(c0) * ldy;         // rows [q, H*P]
+    for (int h = 0; h < H; ++h) {  // acum[h][l] = sum_{j <= l} loga_j
+      double sum = 0.0;
+      for (int l = 0; l < q; ++l) acum[static_cast<size_t>(h) * Q + l] = sum += loga[static_cast<size_t>(c0 + l) * H + h];
+    }
+    for (int g = 0; g < d.G; ++g) {
+      // cb[l, s] = C_l . B_s  [q, q]
+      Gemm(th, false, true, q, q, N, 1.0f, Cc + g * N, ldbc, Bc + g * N, ldbc, 0.0f,
+           cb + static_cast<size_t>(g) * Q * Q, q);
+      // Y[l, heads of g] = C_l . S_h^T  [q, hpg*P] (the group's states are rows [hpg*P, N])
+      if (!state_zero)
+        Gemm(th, false, true, q, hpg * P, N, 1.0f, Cc + g * N, ldbc, state + static_cast<size_t>(g) * hpg * P * N, N,
+             0.0f, Yc + g * hpg * P, ldy);
+    }
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int h = 0; h < d.H; ++h)
-      ChunkHead(d, h, c0, q, x, ldx, b, c, ldbc, loga, state, y, ldy,
-                cb + static_cast<size_t>(h / (d.H / d.G)) * Q * Q, state_zero,
+    for (int h = 0; h < H; ++h)
+      ChunkHead(d, h, c0, q, x, ldx, acum + static_cast<size_t>(h) * Q, y, ldy,
+                cb + static_cast<size_t>(h / hpg) * Q * Q, state_zero, state, xw,
                 per_thread + per * omp_get_thread_num(), Q);
+    // S[heads of g] += xw[:, heads of g]^T B_g  [hpg*P, N]
+    for (int g = 0; g < d.G; ++g)
+      Gemm(th, true, false, hpg * P, N, q, 1.0f, xw + g * hpg * P, HP, Bc + g * N, ldbc, state_zero ? 0.0f : 1.0f,
+           state + static_cast<size_t>(g) * hpg * P * N, N);
     state_zero = false;
   }
 }

@@ -19,13 +19,13 @@ struct Case {
   SsdDims d;
   int L, ldx, ldbc;
   std::vector<float> x, b, c, loga, state0;
-  Case(SsdDims dims, int len, bool fresh_state) : d(dims), L(len) {
+  Case(SsdDims dims, int len, bool fresh_state, float loga_min = -0.6f, float loga_max = -0.001f) : d(dims), L(len) {
     ldx = d.H * d.P + 3;
     ldbc = d.G * d.N + 2;
     x = Random(size_t(L) * ldx, L + d.P);
     b = Random(size_t(L) * ldbc, L + d.N);
     c = Random(size_t(L) * ldbc, L + d.N + 1);
-    loga = Random(size_t(L) * d.H, L + 5, -0.6f, -0.001f);
+    loga = Random(size_t(L) * d.H, L + 5, loga_min, loga_max);
     state0 = fresh_state ? std::vector<float>(size_t(d.H) * d.P * d.N, 0.0f) : Random(size_t(d.H) * d.P * d.N, 9);
   }
   std::vector<float> Magnitudes() const {
@@ -72,8 +72,8 @@ TEST(Ssd, BatchedStepEqualsSingleSteps) {
   EXPECT_EQ(st, st1);
 }
 
-void CheckScan(SsdDims d, int L, int chunk, bool fresh, int threads) {
-  Case k(d, L, fresh);
+void CheckScan(SsdDims d, int L, int chunk, bool fresh, int threads, float loga_min = -0.6f) {
+  Case k(d, L, fresh, loga_min);
   const int ldy = d.H * d.P;
   auto s = k.state0, sref = k.state0;
   std::vector<float> y(size_t(L) * ldy), yref = y;
@@ -99,6 +99,18 @@ TEST(Ssd, ChunkedScanMatchesRecurrence) {
       for (int chunk : {1, 8, 32})
         for (bool fresh : {true, false}) CheckScan(d, L, chunk, fresh, 1 + (L + chunk) % 2);
   CheckScan(SsdDims{4, 64, 128, 1}, 300, 128, true, 2);  // Mamba-2 head and state sizes
+}
+
+// Decays of e^-4 per token: within a chunk most factors fall below the flush threshold (and would be
+// denormal); flushing them must not change the result beyond f32 rounding.
+TEST(Ssd, FastDecayFlushesTinyFactorsExactly) {
+  CheckScan(SsdDims{4, 64, 128, 1}, 200, 64, false, 2, -4.0f);
+  Case k(SsdDims{2, 8, 16, 1}, 1, false, -120.0f, -100.0f);  // one step that decays the state to zero
+  auto s = k.state0, sref = k.state0;
+  std::vector<float> y(16), yref(16);
+  SsdStep(k.d, k.x.data(), k.b.data(), k.c.data(), k.loga.data(), s.data(), y.data());
+  ref::SsdStep(k.d, k.x.data(), k.b.data(), k.c.data(), k.loga.data(), sref.data(), yref.data());
+  ExpectNear(y, yref, k.Magnitudes(), 1e-5, 1e-7, "y");
 }
 
 TEST(Ssd, ChunkedScanEveryTarget) {
