@@ -1,7 +1,8 @@
-// subq data: tokenized training shards (io/token_shards.h).
+// subq data: tokenized training shards (io/token_shards.h) and synthetic probe text (eval/probes.h).
 //   subq data prepare --tokenizer T --in FILE... --out DIR [--held-out-every N] [--eos] [--no-bos]
 //                     [--separator S] [--text-key K] [--shard-tokens N] [--token-bytes 2|4]
 //   subq data verify DIR      maps every shard, checks sizes and checksums, prints the totals
+//   subq data probe --probe NAME --n N --out F.jsonl [--seed S] [--pairs ...]   probe examples as JSONL
 #include <unistd.h>
 
 #include <cstdio>
@@ -58,10 +59,19 @@ int RunVerify(const std::string& dir) {
   return 0;
 }
 
+int RunProbe(const ProbeOptions& o, const std::string& out) {
+  Status s = WriteProbeJsonl(o.spec, o.n, o.seed, out);
+  if (!s.ok()) return ReportError(s);
+  std::printf("wrote %s: %lld %s examples (seed %llu)\n", out.c_str(), static_cast<long long>(o.n),
+              o.spec.name.c_str(), static_cast<unsigned long long>(o.seed));
+  return 0;
+}
+
 }  // namespace
 
 void AddDataCommand(CLI::App& app) {
-  CLI::App* data = app.add_subcommand("data", "Tokenized training data: prepare and verify shard folders");
+  CLI::App* data =
+      app.add_subcommand("data", "Training data: prepare and verify shard folders, write probe examples");
   data->require_subcommand(1);
   auto o = std::make_shared<PrepareOptions>();
   auto tokenizer = std::make_shared<std::string>();
@@ -84,6 +94,14 @@ void AddDataCommand(CLI::App& app) {
   CLI::App* ver = data->add_subcommand("verify", "Check every shard of a folder (sizes, checksums, token ids)");
   ver->add_option("dir", *dir, "shard folder")->required();
   ver->callback([dir] { ExitCode() = RunVerify(*dir); });
+
+  auto probe = std::make_shared<ProbeOptions>();
+  auto out = std::make_shared<std::string>();
+  CLI::App* pr = data->add_subcommand(
+      "probe", "Write probe examples as JSONL (text, answers, answer byte spans) for training mixtures");
+  AddProbeOptions(pr, probe.get(), /*required=*/true);
+  pr->add_option("--out", *out, "JSONL file to write")->required();
+  pr->callback([probe, out] { ExitCode() = RunProbe(*probe, *out); });
 }
 
 }  // namespace subq

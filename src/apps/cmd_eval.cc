@@ -1,4 +1,5 @@
-// subq eval: sliding-window perplexity of a model over a text file.
+// subq eval: sliding-window perplexity of a model over a text file (--text), or its accuracy on a synthetic
+// probe (--probe: exact match of the greedy answer tokens, with a 95% Wilson interval).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "eval/perplexity.h"
+#include "eval/probe_score.h"
 #include "eval/text_data.h"
 
 namespace subq {
@@ -22,7 +24,37 @@ struct EvalOptions {
   bool json = false, no_check_weights = false, allow_longer = false;
   int window = 0, stride = 0, piece = -1;
   int64_t max_tokens = 0;
+  ProbeOptions probe;
+  int batch_tokens = 2048;
 };
+
+int RunProbeEval(const EvalOptions& o) {
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights, o.state_dtype);
+  if (!lm.ok()) return ReportError(lm.status());
+  auto examples = GenerateProbe(o.probe.spec, o.probe.n, o.probe.seed);
+  if (!examples.ok()) return ReportError(examples.status());
+  auto probes = TokenizeProbes(*examples, *lm->tokenizer);
+  if (!probes.ok()) return ReportError(probes.status());
+  Workspace ws(*lm->model, ProbeWorkspaceTokens(*probes, o.batch_tokens));
+  auto r = ScoreProbe(*lm->model, *probes, ws);
+  if (!r.ok()) return ReportError(r.status());
+  const Interval ci = r->ci95();
+  if (o.json) {
+    nlohmann::json j = ProbeResultJson(*r);
+    j["model"] = o.model;
+    j["probe"] = ProbeSpecJson(o.probe.spec);
+    j["n"] = o.probe.n;
+    j["seed"] = o.probe.seed;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%s: accuracy %.4f (%lld/%lld answers), 95%% CI [%.4f, %.4f]; answer loss %.4f nats/token over "
+                "%lld tokens\n",
+                o.probe.spec.name.c_str(), r->accuracy(), static_cast<long long>(r->answers_correct),
+                static_cast<long long>(r->answers), ci.low, ci.high, r->answer_nll,
+                static_cast<long long>(r->answer_tokens));
+  }
+  return 0;
+}
 
 int RunEval(const EvalOptions& o) {
   auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights, o.state_dtype);
@@ -86,10 +118,10 @@ int RunEval(const EvalOptions& o) {
 
 void AddEvalCommand(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
-  CLI::App* c = app.add_subcommand("eval", "Perplexity of a model over a text file (sliding window)");
+  CLI::App* c = app.add_subcommand("eval", "Perplexity over a text file (sliding window), or accuracy on a probe");
   c->add_option("--model", o->model, "model path")->required();
   c->add_option("--tokenizer", o->tokenizer, "tokenizer file");
-  c->add_option("--text", o->text, "plain-text file (documents may be separated by <|endoftext|>)")->required();
+  auto* text = c->add_option("--text", o->text, "plain-text file (documents may be separated by <|endoftext|>)");
   c->add_flag("--json", o->json, "print one JSON object");
   c->add_option("--window", o->window, "tokens per window (default min(max_seq_len, 512))")->check(CLI::PositiveNumber);
   c->add_option("--stride", o->stride, "window stride (default window/2)")->check(CLI::PositiveNumber);
@@ -100,7 +132,19 @@ void AddEvalCommand(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   c->add_flag("--allow-longer", o->allow_longer, "cap a --window beyond the model's context limit at the limit (warning)");
   AddNoCheckWeightsFlag(c, &o->no_check_weights);
-  c->callback([o] { ExitCode() = RunEval(*o); });
+  AddProbeOptions(c, &o->probe, /*required=*/false);
+  c->get_option("--probe")->excludes(text);
+  c->add_option("--batch-tokens", o->batch_tokens, "probe: tokens per Forward call (default 2048)")
+      ->check(CLI::PositiveNumber);
+  c->callback([o, c] {
+    if (c->count("--probe") > 0) {
+      ExitCode() = RunProbeEval(*o);
+    } else if (c->count("--text") > 0) {
+      ExitCode() = RunEval(*o);
+    } else {
+      ExitCode() = ReportError(Errorf("eval needs --text FILE (perplexity) or --probe NAME (probe accuracy)"));
+    }
+  });
 }
 
 }  // namespace subq

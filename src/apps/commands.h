@@ -12,6 +12,7 @@ void AddGenerateCommand(CLI::App& app);
 void AddInspectCommand(CLI::App& app);
 void AddLogitsCommand(CLI::App& app);
 void AddEvalCommand(CLI::App& app);
+void AddHeadsCommand(CLI::App& app);
 void AddTokenizeCommand(CLI::App& app);
 void AddServeCommand(CLI::App& app);
 void AddSampleCommand(CLI::App& app);

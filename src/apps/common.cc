@@ -58,6 +58,18 @@ Result<int64_t> FitContextLimit(const Model& model, int64_t tokens, const std::s
   return limit;
 }
 
+void AddProbeOptions(CLI::App* c, ProbeOptions* o, bool required) {
+  auto* name = c->add_option("--probe", o->spec.name, "synthetic probe: kv-retrieval, mqar, parity or modular")
+                   ->check(CLI::IsMember(ProbeNames()));
+  if (required) name->required();
+  c->add_option("--n", o->n, "probe examples (default 100)")->check(CLI::Range(int64_t{1}, int64_t{10'000'000}));
+  c->add_option("--seed", o->seed, "probe generator seed (default 0)");
+  c->add_option("--pairs", o->spec.pairs, "kv-retrieval, mqar: key-value pairs per example (default 20)");
+  c->add_option("--queries", o->spec.queries, "mqar: keys asked per example (default 8)");
+  c->add_option("--length", o->spec.length, "parity, modular: terms per example (default 16)");
+  c->add_option("--modulus", o->spec.modulus, "modular: the modulus (default 5)");
+}
+
 int ReportError(const Status& s) {
   std::fprintf(stderr, "subq: error: %s\n", s.message().c_str());
   return 1;

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "eval/probes.h"
 #include "io/checkpoint.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
@@ -35,6 +36,15 @@ std::string ContextLimitText(const Model& model);
 // "prompt + --max-tokens") that mentions --allow-longer, or with allow_longer a warning on stderr and the
 // limit instead (the engine never runs past it).
 Result<int64_t> FitContextLimit(const Model& model, int64_t tokens, const std::string& what, bool allow_longer);
+
+// A probe (eval/probes.h) as the commands eval, heads and data probe take it.
+struct ProbeOptions {
+  ProbeSpec spec;
+  int64_t n = 100;
+  uint64_t seed = 0;
+};
+// Adds --probe NAME (required when `required`), --n, --seed, --pairs, --queries, --length, --modulus.
+void AddProbeOptions(CLI::App* c, ProbeOptions* o, bool required);
 
 // Prints "subq: error: <message>" to stderr and returns the exit code 1.
 int ReportError(const Status& s);

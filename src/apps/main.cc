@@ -1,4 +1,4 @@
-// The subq command line: generate, inspect, eval, logits, tokenize, serve, sample, quantize, bench, data,
+// The subq command line: generate, inspect, eval, heads, logits, tokenize, serve, sample, quantize, bench, data,
 // distill.
 #include <csignal>
 #include <cstdio>
@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   subq::AddGenerateCommand(app);
   subq::AddInspectCommand(app);
   subq::AddEvalCommand(app);
+  subq::AddHeadsCommand(app);
   subq::AddLogitsCommand(app);
   subq::AddTokenizeCommand(app);
   subq::AddServeCommand(app);

@@ -2,6 +2,7 @@
 #include "mixers/attention.h"
 
 #include <cmath>
+#include <cstring>
 #include <numbers>
 
 #include "mixers/mixers.h"
@@ -86,6 +87,11 @@ class Attention : public Mixer {
     ops::Linear(ctx.threads, u, T, wk_, k);
     ops::Linear(ctx.threads, u, T, wv_, v);
     core_.Run(q, k, v, seqs, ctx, [](const SeqSlice& s) -> KvCache& { return static_cast<KvCache&>(*s.state); }, att);
+    if (ctx.zeroed_heads != nullptr)  // head ablation: the head adds nothing through o_proj
+      for (int h = 0; h < a_.n_heads; ++h)
+        if (ctx.zeroed_heads[h] != 0)
+          for (int t = 0; t < T; ++t) std::memset(att + static_cast<size_t>(t) * qd + h * a_.head_dim, 0,
+                                                  a_.head_dim * sizeof(float));
     ops::Linear(ctx.threads, att, T, wo_, out);  // [T, dim]
   }
 

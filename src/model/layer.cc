@@ -21,7 +21,7 @@ float* Arena::Take(size_t n) {
 void Mixer::Forward(const float* u, int L, int pos, LayerState& state, float* out) const {
   std::vector<float> scratch(ScratchFloats(L, 1));
   Arena arena(scratch.data(), scratch.size());
-  ExecContext ctx{Threads{1}, &arena};
+  ExecContext ctx{Threads{1}, &arena, nullptr};
   const SeqSlice s{0, L, pos, &state};
   Forward(u, L, std::span<const SeqSlice>(&s, 1), ctx, out);
 }

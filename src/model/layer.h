@@ -4,6 +4,7 @@
 // Model serves any number of sequences and threads.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -43,10 +44,13 @@ class Arena {
   size_t cap_, used_ = 0;
 };
 
-// What a mixer call may use: the threading context and the scratch arena.
+// What a mixer call may use: the threading context and the scratch arena, and (head ablation, `subq
+// heads`) per-head flags of an attention layer: heads whose flag is non-zero contribute nothing to the
+// layer's output (their attention output is zeroed before o_proj). Null: every head runs.
 struct ExecContext {
   Threads threads;
   Arena* arena;
+  const uint8_t* zeroed_heads = nullptr;  // [num_heads] or null
 };
 
 // One sequence's part of a batched call: rows [row0, row0 + n) of the stacked [T, dim] activations,

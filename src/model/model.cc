@@ -89,7 +89,7 @@ void Model::RunBlock(int l, float* x, int T, std::span<const SeqSlice> slices, W
   float* mix = ws.mix_.data();
   ops::RmsNorm(x, b.in_norm.ptr(), u, T, D, cfg_.norm_eps);  // [T, D]
   Arena arena(ws.scratch_.data(), ws.scratch_.size());
-  ExecContext ctx{ws.threads_, &arena};
+  ExecContext ctx{ws.threads_, &arena, ws.ZeroedHeads(l)};
   b.mixer->Forward(u, T, slices, ctx, mix);  // [T, D]
   for (size_t i = 0; i < n; ++i) x[i] += mix[i];
   if (F > 0) {
