@@ -37,6 +37,7 @@ inline constexpr int kMR = 6, kNRV = 2;
 #endif
 inline constexpr int kKC = 128;   // K slice: a B micro-panel (kKC x NR floats, 24 KiB) stays in L1
 inline constexpr int kNC = 1024;  // columns per B block: kKC x kNC floats (512 KiB) stay in L2
+inline constexpr int kMC = 384;   // rows per A block: kMC x kKC floats (192 KiB) stay in L2 beside it
 
 HWY_INLINE int NR() { return kNRV * static_cast<int>(hn::Lanes(DF())); }
 
@@ -97,6 +98,30 @@ HWY_INLINE void Micro(int kc, const float* HWY_RESTRICT pa, const float* HWY_RES
     }
 }
 
+// dst[k * ldd + j] = src[j * lds + k] for j < n, k < kc: the transposing copy of packing (rows of a
+// row-major operand become panel columns). Gathers of one k across Lanes rows, so every store is a full
+// vector (a scalar copy with strided stores took a quarter of a 512-row prefill GEMM).
+// kMaxLanes (a power of two) caps the gather width for narrow panels.
+template <int kMaxLanes = 1 << 16>
+HWY_INLINE void PackTransposed(const float* HWY_RESTRICT src, size_t lds, int n, int kc, float* HWY_RESTRICT dst,
+                               size_t ldd) {
+  const hn::CappedTag<float, kMaxLanes> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const int V = static_cast<int>(hn::Lanes(df));
+  int j = 0;
+  if (V > 1 && lds * V < (size_t{1} << 31)) {
+    const auto idx = hn::Mul(hn::Iota(di, 0), hn::Set(di, static_cast<int32_t>(lds)));  // row offsets
+    for (; j + V <= n; j += V) {
+      const float* base = src + static_cast<size_t>(j) * lds;
+      for (int k = 0; k < kc; ++k) hn::StoreU(hn::GatherIndex(df, base + k, idx), df, dst + k * ldd + j);
+    }
+  }
+  for (; j < n; ++j) {
+    const float* row = src + static_cast<size_t>(j) * lds;
+    for (int k = 0; k < kc; ++k) dst[k * ldd + j] = row[k];
+  }
+}
+
 // Rows [0, M) x columns [n0, n1) of C. pack_a(i0, mr, k0, kc, dst) writes dst[k * kMR + i] = A(i0 + i,
 // k0 + k) for i < mr (rows mr..kMR-1 left for the driver to zero); pack_b(j0, nr, k0, kc, dst) writes
 // dst[k * NR + j] = B(k0 + k, j0 + j) for j < nr likewise.
@@ -104,8 +129,8 @@ template <class PackA, class PackB>
 void GemmRange(int M, int n0, int n1, int K, float alpha, const PackA& pack_a, const PackB& pack_b, float beta,
                float* C, int ldc) {
   const int nr_full = NR();
-  const int m_pad = (M + kMR - 1) / kMR * kMR;
-  float* pa = Buffer(0, static_cast<size_t>(m_pad) * kKC);  // [m_pad / kMR][kc][kMR]
+  const int m_pad = (std::min(M, kMC) + kMR - 1) / kMR * kMR;
+  float* pa = Buffer(0, static_cast<size_t>(m_pad) * kKC);  // [m_pad / kMR][kc][kMR] of one row block
   float* pb = Buffer(1, static_cast<size_t>(kNC + nr_full) * kKC);  // [nc / NR][kc][NR]
   for (int jc = n0; jc < n1; jc += kNC) {
     const int nc = std::min(kNC, n1 - jc);
@@ -118,19 +143,22 @@ void GemmRange(int M, int n0, int n1, int K, float alpha, const PackA& pack_a, c
         if (nr < nr_full) std::memset(dst, 0, sizeof(float) * kc * nr_full);
         pack_b(jc + jr, nr, pc, kc, dst);
       }
-      for (int ir = 0; ir < M; ir += kMR) {
-        const int mr = std::min(kMR, M - ir);
-        float* dst = pa + static_cast<size_t>(ir) * kc;
-        if (mr < kMR) std::memset(dst, 0, sizeof(float) * kc * kMR);
-        pack_a(ir, mr, pc, kc, dst);
-      }
-      // B micro-panel outer: it stays in L1 while the A panels stream past it from L2 (only their
-      // broadcast scalars are loaded, a quarter of the vector traffic).
-      for (int jr = 0; jr < nc; jr += nr_full) {
-        const int nr = std::min(nr_full, nc - jr);
-        for (int ir = 0; ir < M; ir += kMR) {
-          Micro(kc, pa + static_cast<size_t>(ir) * kc, pb + static_cast<size_t>(jr) * kc,
-                C + static_cast<size_t>(ir) * ldc + jc + jr, ldc, alpha, beta_k, std::min(kMR, M - ir), nr);
+      for (int ic = 0; ic < M; ic += kMC) {  // blocks of kMC rows: their A panels stay in L2
+        const int mc = std::min(kMC, M - ic);
+        for (int ir = 0; ir < mc; ir += kMR) {
+          const int mr = std::min(kMR, mc - ir);
+          float* dst = pa + static_cast<size_t>(ir) * kc;
+          if (mr < kMR) std::memset(dst, 0, sizeof(float) * kc * kMR);
+          pack_a(ic + ir, mr, pc, kc, dst);
+        }
+        // B micro-panel outer: it stays in L1 while the A panels stream past it from L2 (only their
+        // broadcast scalars are loaded, a quarter of the vector traffic).
+        for (int jr = 0; jr < nc; jr += nr_full) {
+          const int nr = std::min(nr_full, nc - jr);
+          for (int ir = 0; ir < mc; ir += kMR) {
+            Micro(kc, pa + static_cast<size_t>(ir) * kc, pb + static_cast<size_t>(jr) * kc,
+                  C + static_cast<size_t>(ic + ir) * ldc + jc + jr, ldc, alpha, beta_k, std::min(kMR, mc - ir), nr);
+          }
         }
       }
     }
@@ -147,10 +175,7 @@ struct PackStridedA {
       for (int k = 0; k < kc; ++k) std::memcpy(dst + k * kMR, a + static_cast<size_t>(k0 + k) * lda + i0, mr * 4);
       return;
     }
-    for (int i = 0; i < mr; ++i) {
-      const float* src = a + static_cast<size_t>(i0 + i) * lda + k0;
-      for (int k = 0; k < kc; ++k) dst[k * kMR + i] = src[k];
-    }
+    PackTransposed<(kMR >= 8 ? 8 : 4)>(a + static_cast<size_t>(i0) * lda + k0, lda, mr, kc, dst, kMR);
   }
 };
 
@@ -165,10 +190,7 @@ struct PackStridedB {
       for (int k = 0; k < kc; ++k) std::memcpy(dst + k * nrf, b + static_cast<size_t>(k0 + k) * ldb + j0, nr * 4);
       return;
     }
-    for (int j = 0; j < nr; ++j) {
-      const float* src = b + static_cast<size_t>(j0 + j) * ldb + k0;
-      for (int k = 0; k < kc; ++k) dst[k * nrf + j] = src[k];
-    }
+    PackTransposed(b + static_cast<size_t>(j0) * ldb + k0, ldb, nr, kc, dst, nrf);
   }
 };
 

@@ -196,16 +196,14 @@ struct PackWeightB {
   const Weight* w;
   void operator()(int j0, int nr, int k0, int kc, float* HWY_RESTRICT dst) const {
     const int nrf = gemm::NR();
-    float* row = gemm::Buffer(2, gemm::kKC);  // [kc] one converted row slice
-    for (int j = 0; j < nr; ++j) {
-      const float* src = row;
-      if (w->type == WeightType::kF32) {
-        src = static_cast<const float*>(w->data) + static_cast<size_t>(j0 + j) * w->cols + k0;
-      } else {
-        ConvertRow(*w, j0 + j, k0, kc, row);
-      }
-      for (int k = 0; k < kc; ++k) dst[k * nrf + j] = src[k];
+    if (w->type == WeightType::kF32) {
+      const float* src = static_cast<const float*>(w->data) + static_cast<size_t>(j0) * w->cols + k0;
+      gemm::PackTransposed(src, w->cols, nr, kc, dst, nrf);
+      return;
     }
+    float* rows = gemm::Buffer(2, static_cast<size_t>(nrf) * gemm::kKC);  // [nr, kc] converted row slices
+    for (int j = 0; j < nr; ++j) ConvertRow(*w, j0 + j, k0, kc, rows + static_cast<size_t>(j) * kc);
+    gemm::PackTransposed(rows, kc, nr, kc, dst, nrf);
   }
 };
 
