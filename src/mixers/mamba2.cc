@@ -7,10 +7,6 @@
 #include "mixers/mixers.h"
 #include "ops/ops.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace subq {
 
 Result<std::unique_ptr<Mamba2Mixer>> Mamba2Mixer::Load(const ModelConfig& cfg, int layer, const TensorStore& store,
@@ -109,15 +105,11 @@ void Mamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs,
   float* loga = a.Take(static_cast<size_t>(T) * H);     // [T, H]
   float* xdt = a.Take(static_cast<size_t>(T) * E);      // [T, E]
   float* y = a.Take(static_cast<size_t>(T) * E);        // [T, E]
-  // One sequence: its scan uses every thread (over heads); several: one thread per sequence.
-  const int S = static_cast<int>(seqs.size());
-  const Threads inner = S == 1 ? ctx.threads : Threads{1};
   const size_t scan_floats = SsmScanScratchFloats(ctx.threads, dims()) + Arena::kAlign;
   float* scan = a.Take(scan_floats * ctx.threads.n);
   ops::Linear(ctx.threads, u, T, w_.in_proj, proj);
-  // One sequence: run it here, so its scan can open its own parallel region over heads (a region
-  // nested in an inactive one makes libgomp start fresh threads on every call).
-  auto run = [&](int i) {
+  ForEachSsmSequence(ctx.threads, static_cast<int>(seqs.size()), scan, scan_floats,
+                     [&](int i, const Threads& inner, float* my_scan) {
     const SeqSlice& s = seqs[i];
     auto& st = static_cast<SsmLayerState&>(*s.state);
     const size_t r0 = s.row0;
@@ -130,28 +122,10 @@ void Mamba2Mixer::Forward(const float* u, int T, std::span<const SeqSlice> seqs,
         float* o = xdt + (r0 + t) * E + h * P;
         for (int p = 0; p < P; ++p) o[p] = xr[p] * d;
       }
-    const float* B = X + E;
-    const float* C = X + E + G * N;
     float* Y = y + r0 * E;
-    float* my = scan;
-#ifdef _OPENMP
-    my += scan_floats * static_cast<size_t>(omp_get_thread_num());
-#endif
-    SsmScan(inner, dims(), s.n, xdt + r0 * E, E, B, C, cd, loga + r0 * H, st, Y, E, my);
-    for (int t = 0; t < s.n; ++t)  // y += D x
-      for (int h = 0; h < H; ++h) {
-        const float d = w_.D.data[h];
-        const float* xr = X + static_cast<size_t>(t) * cd + h * P;
-        float* yr = Y + static_cast<size_t>(t) * E + h * P;
-        for (int p = 0; p < P; ++p) yr[p] += d * xr[p];
-      }
-  };
-  if (S == 1) {
-    run(0);
-  } else {
-#pragma omp parallel for num_threads(ctx.threads.n) schedule(dynamic, 1)
-    for (int i = 0; i < S; ++i) run(i);
-  }
+    SsmScan(inner, dims(), s.n, xdt + r0 * E, E, X + E, X + E + G * N, cd, loga + r0 * H, st, Y, E, my_scan);
+    AddSkip(s.n, H, P, w_.D.ptr(), X, cd, Y, E);  // y += D x
+  });
   ApplyOutputInPlace(ctx.threads, y, proj, rows, T, out);
 }
 

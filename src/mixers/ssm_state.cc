@@ -4,6 +4,16 @@
 
 namespace subq {
 
+void AddSkip(int n, int H, int P, const float* D, const float* x, int ldx, float* y, int ldy) {
+  for (int t = 0; t < n; ++t)
+    for (int h = 0; h < H; ++h) {
+      const float d = D[h];
+      const float* xr = x + static_cast<size_t>(t) * ldx + h * P;
+      float* yr = y + static_cast<size_t>(t) * ldy + h * P;
+      for (int p = 0; p < P; ++p) yr[p] += d * xr[p];
+    }
+}
+
 size_t SsmScanScratchFloats(const Threads& th, const ops::SsdDims& d) {
   auto round16 = [](size_t n) { return (n + 15) / 16 * 16; };  // keeps per-thread slices 64-byte aligned
   return round16(static_cast<size_t>(d.H) * d.P * d.N) + round16(ops::SsdScratchFloats(th, d, kCpuScanChunk)) + Arena::kAlign;

@@ -3,6 +3,10 @@
 #include <memory>
 #include <optional>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "mixers/attention.h"
 #include "model/layer.h"
 #include "ops/ssd.h"
@@ -43,6 +47,29 @@ namespace subq {
 // is exact for any chunk, and chunk_size is the GPU kernels' tuning (256 in mamba2 configs; on the CPU
 // 64 needs ~40% fewer FLOPs per token for the same GEMM efficiency, bench_ops --only ssd).
 inline constexpr int kCpuScanChunk = 64;
+
+// y[t, h*P + p] += D[h] x[t, h*P + p] for n tokens: the skip term of the scalar-decay SSD mixers.
+void AddSkip(int n, int H, int P, const float* D, const float* x, int ldx, float* y, int ldy);
+
+// Runs run_seq(i, threads, scan_scratch) for sequences i < S of a batched SSD forward: one sequence
+// runs here with every thread for its scan (over heads; a parallel region nested in an inactive one
+// makes libgomp start fresh threads on every call), several run in parallel, one thread each. scan:
+// S_threads slices of scan_floats floats (one per thread), taken from the workspace arena.
+template <class RunSeq>
+void ForEachSsmSequence(const Threads& threads, int S, float* scan, size_t scan_floats, RunSeq&& run_seq) {
+  if (S == 1) {
+    run_seq(0, threads, scan);
+    return;
+  }
+#pragma omp parallel for num_threads(threads.n) schedule(dynamic, 1)
+  for (int i = 0; i < S; ++i) {
+    size_t slot = 0;
+#ifdef _OPENMP
+    slot = static_cast<size_t>(omp_get_thread_num());
+#endif
+    run_seq(i, Threads{1}, scan + scan_floats * slot);
+  }
+}
 size_t SsmScanScratchFloats(const Threads& th, const ops::SsdDims& d);
 void SsmScan(const Threads& th, const ops::SsdDims& d, int n, const float* x, int ldx, const float* b, const float* c, int ldbc,
              const float* loga, SsmLayerState& st, float* y, int ldy, float* scratch);
