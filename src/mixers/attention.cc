@@ -41,6 +41,14 @@ size_t AttentionCore::ScratchFloats(int n_threads) const {
   return ops::AttentionScratchFloats(hd) * n_threads + Arena::kAlign;
 }
 
+Tensor AttentionCore::Probabilities(float* q, float* k, int L) const {
+  for (int t = 0; t < L; ++t) {
+    ops::Rope(q + static_cast<size_t>(t) * n_heads * hd, n_heads, hd, t, inv_freq.data(), interleaved);
+    ops::Rope(k + static_cast<size_t>(t) * n_kv_heads * hd, n_kv_heads, hd, t, inv_freq.data(), interleaved);
+  }
+  return AttentionProbabilities(q, k, L, n_heads, n_kv_heads, hd);
+}
+
 Tensor AttentionProbabilities(const float* q, const float* k, int L, int n_heads, int n_kv, int hd) {
   Tensor probs({n_heads, L, L});
   const int group = n_heads / n_kv;
@@ -101,13 +109,7 @@ class Attention : public Mixer {
     const Threads th = Threads::Default();
     ops::Linear(th, u, L, wq_, q.data());
     ops::Linear(th, u, L, wk_, k.data());
-    for (int t = 0; t < L; ++t) {
-      ops::Rope(q.data() + static_cast<size_t>(t) * qd, a_.n_heads, a_.head_dim, t, core_.inv_freq.data(),
-                a_.rope_interleaved);
-      ops::Rope(k.data() + static_cast<size_t>(t) * kvd, a_.n_kv_heads, a_.head_dim, t, core_.inv_freq.data(),
-                a_.rope_interleaved);
-    }
-    return AttentionProbabilities(q.data(), k.data(), L, a_.n_heads, a_.n_kv_heads, a_.head_dim);
+    return core_.Probabilities(q.data(), k.data(), L);
   }
 
   int num_heads() const override { return a_.n_heads; }

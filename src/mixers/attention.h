@@ -41,6 +41,9 @@ struct AttentionCore {
   bool interleaved = false;
   std::vector<float> inv_freq;
   size_t ScratchFloats(int n_threads) const;
+  // Attention probabilities [n_heads, L, L] of a fresh sequence: rotates q [L, n_heads*hd] and k
+  // [L, n_kv*hd] in place at positions 0..L-1 (Materialize).
+  Tensor Probabilities(float* q, float* k, int L) const;
   template <typename CacheOf>
   void Run(float* q, float* k, const float* v, std::span<const SeqSlice> seqs, ExecContext& ctx, CacheOf cache_of,
            float* att) const;

@@ -65,15 +65,11 @@ Tensor KeptHeadAttention::Probabilities(const float* u, int L, Tensor* values) c
   const Threads th = Threads::Default();
   ops::Linear(th, u, L, wq_, q.data());
   ops::Linear(th, u, L, wk_, k.data());
-  for (int t = 0; t < L; ++t) {
-    ops::Rope(q.data() + static_cast<size_t>(t) * w, nk, hd_, t, core_.inv_freq.data(), false);
-    ops::Rope(k.data() + static_cast<size_t>(t) * w, nk, hd_, t, core_.inv_freq.data(), false);
-  }
   if (values != nullptr) {
     *values = Tensor({L, w});
     ops::Linear(th, u, L, wv_, values->ptr());
   }
-  return AttentionProbabilities(q.data(), k.data(), L, nk, nk, hd_);
+  return core_.Probabilities(q.data(), k.data(), L);
 }
 
 }  // namespace subq
