@@ -19,10 +19,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-PY_PKGS=("torch==2.11.*" "transformers>=4.45" safetensors numpy pytest sentencepiece tokenizers matplotlib pyyaml openai)
+PY_PKGS=("torch==2.11.*" "transformers>=4.45" safetensors numpy pytest sentencepiece tokenizers tiktoken matplotlib pyyaml openai)
 if ! python3 - <<'PY' 2>/dev/null
 import importlib, sys
-for m in ["torch", "transformers", "safetensors", "numpy", "pytest", "sentencepiece", "tokenizers", "matplotlib", "yaml", "openai"]:
+for m in ["torch", "transformers", "safetensors", "numpy", "pytest", "sentencepiece", "tokenizers", "tiktoken", "matplotlib", "yaml", "openai"]:
     importlib.import_module(m)
 import torch
 assert torch.__version__.startswith("2.11"), torch.__version__

@@ -139,11 +139,12 @@ class HfJsonLoader {
   }
 
   // After the normalizer is known: a `normalized` added token is looked for in normalized text, as its
-  // normalized content (tokenizers' split_normalized_trie).
+  // normalized content (tokenizers' split_normalized_trie), and decodes to that content too.
   static void IndexAddedTokens(HfBpeTokenizer* t) {
     for (size_t k = 0; k < t->added_.size(); ++k) {
       AddedToken& a = t->added_[k];
       a.match = a.normalized ? Normalize(a.content, t->norm_) : a.content;
+      if (a.normalized) t->id_to_token_[a.id] = a.match;
       if (!a.match.empty())
         t->added_by_first_byte_[a.normalized ? 1 : 0][static_cast<uint8_t>(a.match[0])].push_back(static_cast<int>(k));
     }
@@ -230,7 +231,8 @@ class HfJsonLoader {
     } else if (type == "WhitespaceSplit") {
       return AddSplit(t, "\\s", SplitBehavior::kRemoved, false);
     } else if (type == "Whitespace") {
-      return AddSplit(t, "\\w+|[^\\w\\s]+", SplitBehavior::kRemoved, true);
+      // \w of Rust's regex crate, which this pre-tokenizer uses: Oniguruma's \w plus the join controls
+      return AddSplit(t, "[\\w\\x{200C}\\x{200D}]+|[^\\w\\s\\x{200C}\\x{200D}]+", SplitBehavior::kRemoved, true);
     } else if (type == "Metaspace") {
       st.kind = PreTokenizerStep::kMetaspace;
       st.replacement = p.value("replacement", std::string("\xE2\x96\x81"));

@@ -82,6 +82,7 @@ bool IsWhitespace(uint32_t cp) {
 }
 
 bool IsWordChar(uint32_t cp) {
+  if (cp == 0x200C || cp == 0x200D) return true;  // Join_Control: in Rust's \w, not in Oniguruma's
   static const std::shared_ptr<const Regex> word = Regex::Compile("\\w").value();
   std::string ch;
   AppendUtf8(cp, &ch);
