@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${1:-build}
 
 APT_PKGS=(build-essential cmake ninja-build pkg-config git libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libfmt-dev libsentencepiece-dev libyaml-cpp-dev libpng-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev libsentencepiece-dev libyaml-cpp-dev zlib1g-dev
   libopenblas-dev libhwy-dev libcpp-httplib-dev libutf8proc-dev libonig-dev libssl-dev libgloo-dev clang libclang-rt-14-dev python3 python3-pip)
 missing=()
 for p in "${APT_PKGS[@]}"; do
