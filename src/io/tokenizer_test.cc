@@ -195,6 +195,24 @@ TEST(Tokenizer, RegexSplitsMatchTokenizersLibrary) {
   EXPECT_EQ(tok::RegexEscape("a.b*c"), "a\\.b\\*c");
 }
 
+// Expectations from tokenizers.normalizers.*.normalize_str on the same text.
+TEST(Tokenizer, NormalizersMatchTokenizersLibrary) {
+  using N = tok::NormalizerStep;
+  const std::string s = "e\u0301 \u00C5 \uFB01 \u2460 \u0130 \u03A3\u0391\u03A3  \t x ";
+  auto run = [&](N step) { return tok::Normalize(s, {step}); };
+  EXPECT_EQ(run({N::kNfc}), "\u00E9 \u00C5 \uFB01 \u2460 \u0130 \u03A3\u0391\u03A3  \t x ");
+  EXPECT_EQ(run({N::kNfd}), "e\u0301 A\u030A \uFB01 \u2460 I\u0307 \u03A3\u0391\u03A3  \t x ");
+  EXPECT_EQ(run({N::kNfkc}), "\u00E9 \u00C5 fi 1 \u0130 \u03A3\u0391\u03A3  \t x ");
+  EXPECT_EQ(run({N::kLowercase}), "e\u0301 \u00E5 \uFB01 \u2460 i\u0307 \u03C3\u03B1\u03C3  \t x ");
+  N strip{N::kStrip};
+  strip.left = strip.right = true;
+  EXPECT_EQ(run(strip), "e\u0301 \u00C5 \uFB01 \u2460 \u0130 \u03A3\u0391\u03A3  \t x");
+  N replace{N::kReplace, "_", tok::Regex::Compile("\\s+").value()};
+  EXPECT_EQ(run(replace), "e\u0301_\u00C5_\uFB01_\u2460_\u0130_\u03A3\u0391\u03A3_x_");
+  EXPECT_EQ(tok::Normalize("", {{N::kPrepend, "\u2581"}}), "");
+  EXPECT_EQ(tok::Normalize("a", {{N::kPrepend, "\u2581"}}), "\u2581a");
+}
+
 TEST(Tokenizer, Utf8Helpers) {
   EXPECT_EQ(tok::IncompleteUtf8Tail("ab\xE4\xB8"), 2u);
   EXPECT_EQ(tok::IncompleteUtf8Tail("ab\xE4\xB8\x96"), 0u);
