@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a distillation recipe on CUDA on the GPU machine with a subq binary built on the CPU machine
 # (the torch wheel's libtorch has CUDA). Expects .gpu/ with: subq, lib/ (non-torch shared libraries
-# the binary needs: fmt, sentencepiece, yaml-cpp, openblas, gfortran, quadmath, png), data/ (the
+# the binary needs: fmt, sentencepiece, yaml-cpp, openblas, gfortran, quadmath, utf8proc, onig, crypto), data/ (the
 # stories260K/hf teacher and text/tinystories-sample.txt). Usage: bench/gpu_distill.sh RECIPE OUT
 set -euo pipefail
 RECIPE=${1:-recipes/stories260k-llamba.yaml}

@@ -39,6 +39,8 @@ def test_bench_json_and_png(subq_bin, data_dir, tmp_path):
             assert abs(c["aggregate_tok_s"] - B * c["tok_s_per_seq"]) < 1e-6 * c["aggregate_tok_s"]
             assert 0 < c["state_bytes_per_seq"] <= c["state_capacity_bytes_per_seq"]
     assert png_size(png) == (1600, 500)  # two panels side by side
+    import matplotlib.image
+    assert matplotlib.image.imread(png).shape[:2] == (500, 1600)  # a PNG that decodes (drawn by plot.py)
 
 
 def test_bench_skips_what_does_not_fit(subq_bin, data_dir, tmp_path):

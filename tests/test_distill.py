@@ -123,8 +123,16 @@ def test_tiny_recipe_all_stages_and_export(subq_bin, data_dir, corpus, tmp_path)
     assert [m["stage"] for m in metrics] == [1, 1, 2, 2, 3, 3, 3]
     assert all(np.isfinite(m["loss"]) for m in metrics)
     for f in ["config.json", "model.safetensors", "tokenizer.model", "loss_stage1.png", "loss_stage2.png",
-              "loss_stage3.png", "mixing_stage1.png", "summary.json"]:
+              "loss_stage3.png", "mixing_stage1.png", "mixing_stage1.npy", "mixing_final.png", "summary.json"]:
         assert (out / f).exists(), f
+    # the charts (drawn by scripts/plot.py with matplotlib) are PNGs that decode; the matrices beside them
+    # hold teacher/student pairs of [L, L] mixing matrices with values in [0, 1]
+    import matplotlib.image
+    for f in ["loss_stage1.png", "loss_stage3.png", "mixing_stage1.png"]:
+        img = matplotlib.image.imread(out / f)
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100, f
+    mix = np.load(out / "mixing_stage1.npy")
+    assert mix.ndim == 3 and mix.shape[0] % 2 == 0 and mix.shape[1] == mix.shape[2] and 0 <= mix.min() <= mix.max() <= 1
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["ssm_cfg"] == {"d_state": 8, "n_qk_heads": 8, "n_v_heads": 8, "d_conv": 4, "expand": 1,
                               "chunk_size": 16, "activation": "identity", "bias": False, "conv_bias": True}

@@ -231,10 +231,12 @@ def test_unsupported_components_are_named(subq_bin, hf_tokenizers, tmp_path):
     base = json.loads(hf_tokenizers["spm_style"][0].read_text(encoding="utf-8"))
     cases = [
         ("model", {"type": "WordPiece", "vocab": {"a": 0}}, "model type 'WordPiece'"),
-        ("normalizer", {"type": "NFKC"}, "normalizer 'NFKC'"),
-        ("pre_tokenizer", {"type": "Whitespace"}, "pre-tokenizer 'Whitespace'"),
-        ("pre_tokenizer", {"type": "Split", "pattern": {"Regex": "\\w+"}, "behavior": "Isolated", "invert": False},
-         "Split pattern"),
+        ("normalizer", {"type": "Precompiled", "precompiled_charsmap": ""}, "normalizer 'Precompiled'"),
+        ("pre_tokenizer", {"type": "Punctuation"}, "pre-tokenizer 'Punctuation'"),
+        ("pre_tokenizer", {"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated", "invert": False},
+         "does not compile"),
+        ("pre_tokenizer", {"type": "Split", "pattern": {"Regex": "x"}, "behavior": "Sideways", "invert": False},
+         "behavior 'Sideways'"),
         ("decoder", {"type": "WordPiece", "prefix": "##", "cleanup": True}, "decoder 'WordPiece'"),
     ]
     for key, value, message in cases:

@@ -7,7 +7,7 @@
 #include "apps/common.h"
 #include "io/quantized.h"
 #include "io/tensor_check.h"
-#include "util/png.h"
+#include "util/plot.h"
 
 namespace subq {
 namespace {
@@ -58,7 +58,7 @@ int RunInspect(const InspectOptions& o) {
     }
   }
   if (!o.png.empty()) {
-    Status st = WriteHeatmapPng(one, o.png, fmt::format("layer {} ({}) head {}", o.layer, kind, o.head));
+    Status st = PlotHeatmapsPng(one, {}, fmt::format("layer {} ({}) head {}", o.layer, kind, o.head), o.png);
     if (!st.ok()) return ReportError(st);
     std::fprintf(stderr, "subq: wrote %s\n", o.png.c_str());
   }
@@ -76,7 +76,7 @@ void AddInspectCommand(CLI::App& app) {
   c->add_option("--layer", o->layer, "layer index")->check(CLI::NonNegativeNumber);
   c->add_option("--head", o->head, "head index")->check(CLI::NonNegativeNumber);
   c->add_option("--prompt", o->prompt, "prompt text for --mixing-matrix");
-  c->add_option("--png", o->png, "write the heatmap to this PNG file");
+  c->add_option("--png", o->png, "write the heatmap to this PNG file (drawn by matplotlib: needs python3 with matplotlib)");
   AddNoCheckWeightsFlag(c, &o->no_check_weights);
   c->callback([o] {
     if (o->mixing_matrix && o->prompt.empty()) {

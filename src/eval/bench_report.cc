@@ -1,13 +1,13 @@
-// Output of `subq bench`: machine info, JSON, the text table and the two-panel PNG.
+// Output of `subq bench`: machine info, JSON, the text table, and the two-panel PNG (drawn by plot.py).
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <thread>
 
 #include "eval/bench.h"
-#include "util/png.h"
+#include "util/plot.h"
 
 namespace subq {
 namespace {
@@ -34,10 +34,6 @@ std::string Mb(size_t b) { return fmt::format("{:.1f} MB", b / 1e6); }
 nlohmann::json SkipOr(const std::string& skip, nlohmann::json j) {
   if (!skip.empty()) j["skipped"] = skip;
   return j;
-}
-
-double NanIfSkipped(const std::string& skip, double v) {
-  return skip.empty() ? v : std::numeric_limits<double>::quiet_NaN();
 }
 
 }  // namespace
@@ -124,21 +120,17 @@ std::string BenchTable(const ModelBench& r, const BenchOptions& o) {
 }
 
 Status WriteBenchPng(const std::vector<ModelBench>& rs, const BenchOptions& o, const std::string& path) {
-  LineChart ctx{{}, "decode tok/s vs context (batch 1)", "context length (tokens)", "decode tok/s", true, false, true};
-  LineChart bat{{}, fmt::format("aggregate decode tok/s vs batch (context {})", o.batch_context), "batch (sequences)",
-                "aggregate tok/s", true, false, true};
-  for (const ModelBench& r : rs) {
-    std::string label = std::filesystem::path(r.name).filename().string();
-    if (label == "hf" || label.empty()) label = std::filesystem::path(r.name).parent_path().filename().string();
-    Series a{label, {}, {}}, b{label, {}, {}};
-    for (const PrefillCell& c : r.prefill) {
-      a.x.push_back(c.length);
-      a.y.push_back(NanIfSkipped(c.skip.empty() ? c.decode_skip : c.skip, c.decode_tok_s));
-    }
-    for (const BatchCell& c : r.batch) b.x.push_back(c.batch), b.y.push_back(NanIfSkipped(c.skip, c.aggregate_tok_s));
-    ctx.series.push_back(a), bat.series.push_back(b);
+  // The chart is drawn from the JSON this file writes (plot.py bench), through a temporary copy.
+  std::error_code ec;
+  const std::filesystem::path json = std::filesystem::temp_directory_path(ec) / fmt::format("subq-bench-{}.json", getpid());
+  {
+    std::ofstream f(json);
+    f << BenchJson(rs, o).dump();
+    if (!f) return Errorf("{}: cannot write the bench data for the plot", json.string());
   }
-  return WriteLineChartsPng({ctx, bat}, path);
+  Status st = RunPlotScript({"bench", "--json", json.string(), "--out", path});
+  std::filesystem::remove(json, ec);
+  return st;
 }
 
 }  // namespace subq

@@ -143,14 +143,15 @@ Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path) {
   if (!fs::exists(path, ec)) return Errorf("{}: tokenizer file not found", path);
   const std::string ext = fs::path(path).extension().string();
   if (ext == ".bin") return tok::LoadLlama2cTokenizer(path);
+  if (ext == ".tiktoken" || (ext == ".model" && tok::LooksLikeTiktoken(path))) return tok::LoadTiktokenTokenizer(path);
   if (ext == ".model") return tok::LoadSentencePieceTokenizer(path);
   if (ext == ".json") return tok::LoadHfJsonTokenizer(path);
   if (ext == ".gguf") {
     SUBQ_ASSIGN_OR_RETURN(Checkpoint ck, ReadGguf(path));
     return TokenizerForCheckpoint(ck);
   }
-  return Errorf("{}: unknown tokenizer kind (expected a llama2.c .bin, a SentencePiece .model, a tokenizer.json, "
-                "a .gguf, or a folder holding one)",
+  return Errorf("{}: unknown tokenizer kind (expected a llama2.c .bin, a SentencePiece or tiktoken .model, a "
+                ".tiktoken, a tokenizer.json, a .gguf, or a folder holding one)",
                 path);
 }
 

@@ -1,5 +1,6 @@
 // Tokenizers: llama2.c tokenizer.bin, SentencePiece .model (through the SentencePiece library),
-// HF tokenizer.json (byte-level BPE as GPT-2/Llama-3, and SentencePiece-style BPE with byte fallback),
+// HF tokenizer.json (BPE: byte-level as GPT-2/GPT-NeoX/Llama-3, and SentencePiece-style with byte
+// fallback; normalizers, any Split regex, added tokens), tiktoken BPE files (Llama-3's tokenizer.model),
 // and the vocabulary embedded in GGUF files.
 #pragma once
 #include <memory>
@@ -51,8 +52,8 @@ class DecodeStream {
 // Offset of the first byte of `text` that is not valid UTF-8 or is a NUL (binary data), or npos.
 size_t FirstNonTextByte(std::string_view text);
 
-// Loads a tokenizer from a file (.bin llama2.c, .model SentencePiece, tokenizer.json) or a folder
-// (tokenizer.json preferred, else tokenizer.model).
+// Loads a tokenizer from a file (.bin llama2.c, .model SentencePiece or tiktoken, .tiktoken,
+// tokenizer.json) or a folder (tokenizer.json preferred, else tokenizer.model).
 Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::string& path);
 // Builds the tokenizer of a checkpoint: the GGUF embedded vocab, the HF folder's tokenizer files, or
 // for llama2.c a tokenizer.bin / tok{vocab}.bin next to the model.

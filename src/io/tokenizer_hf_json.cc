@@ -1,8 +1,9 @@
 // HF tokenizer.json with model.type "BPE", reproducing the `tokenizers` library:
-//   added tokens are split off first (leftmost-longest, lstrip/rstrip/single_word honoured, matched on the
-//   raw text), each remaining segment is normalized (Prepend, Replace), pre-tokenized (Split with the
-//   GPT-2 / Llama-3 / Qwen2 regex, ByteLevel, Metaspace) and each word is BPE-merged by merge rank
-//   (lowest rank first, leftmost on ties), with byte_fallback, unk/fuse_unk and ignore_merges.
+//   added tokens are split off first (leftmost-longest, lstrip/rstrip/single_word honoured; the raw-text
+//   ones before the normalizer, the `normalized` ones after it), each remaining segment is normalized
+//   (tokenizer_normalize.h), pre-tokenized (Split with any regex and behaviour, run by Oniguruma as in
+//   tokenizers; ByteLevel; Metaspace) and each word is BPE-merged by merge rank (lowest rank first,
+//   leftmost on ties), with byte_fallback, unk/fuse_unk and ignore_merges.
 //   Decode runs the decoder chain (ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace) over the
 //   tokens, skipping special added tokens as tokenizers' decode(skip_special_tokens=True) does.
 // Anything else (other models, normalizers, pre-tokenizers, decoders, regexes) is refused with an error
@@ -46,76 +47,72 @@ bool ByteLevelAlphabet::Decode(std::string_view token, std::string* out) const {
 
 // ---- encoding ----
 
-std::vector<HfBpeTokenizer::Segment> HfBpeTokenizer::SplitAddedTokens(std::string_view text) const {
+// tokenizers' AddedVocabulary::find_matches: leftmost-longest matches (an Aho-Corasick scan); a match
+// that fails its single_word test is dropped, and the scan goes on after it.
+std::vector<HfBpeTokenizer::Segment> HfBpeTokenizer::SplitAddedTokens(std::string_view text, bool at_start,
+                                                                      bool normalized) const {
   std::vector<Segment> segs;
+  const auto& by_first_byte = added_by_first_byte_[normalized ? 1 : 0];
+  auto prev_char = [&](size_t pos) {  // the codepoint ending at pos (> 0)
+    size_t p = pos - 1;
+    while (p > 0 && (static_cast<uint8_t>(text[p]) & 0xC0) == 0x80) --p;
+    return NextCodepoint(text, &p);
+  };
   size_t seg_start = 0;
-  auto is_word = [](uint32_t cp) { return cp == '_' || IsLetter(cp) || IsNumber(cp); };
   for (size_t i = 0; i < text.size();) {
     const AddedToken* best = nullptr;
-    auto cands = added_by_first_byte_.find(static_cast<uint8_t>(text[i]));
-    if (cands != added_by_first_byte_.end()) {
+    auto cands = by_first_byte.empty() ? by_first_byte.end() : by_first_byte.find(static_cast<uint8_t>(text[i]));
+    if (cands != by_first_byte.end()) {
       for (int k : cands->second) {
         const AddedToken& a = added_[k];
-        if (text.compare(i, a.content.size(), a.content) != 0) continue;
-        if (best && a.content.size() <= best->content.size()) continue;
-        if (a.single_word) {
-          size_t p = i;
-          while (p > 0 && (static_cast<uint8_t>(text[p - 1]) & 0xC0) == 0x80) --p;
-          size_t q = p > 0 ? p - 1 : 0, e = i + a.content.size();
-          while (q > 0 && (static_cast<uint8_t>(text[q]) & 0xC0) == 0x80) --q;
-          if (i > 0 && is_word(NextCodepoint(text, &q))) continue;
-          if (e < text.size() && is_word(NextCodepoint(text, &e))) continue;
-        }
-        best = &a;
+        if (text.compare(i, a.match.size(), a.match) != 0) continue;
+        if (!best || a.match.size() > best->match.size()) best = &a;
       }
     }
     if (!best) {
       ++i;
       continue;
     }
-    size_t start = i, end = i + best->content.size();
-    if (best->lstrip) {
-      while (start > seg_start) {
-        size_t p = start - 1;
-        while (p > seg_start && (static_cast<uint8_t>(text[p]) & 0xC0) == 0x80) --p;
-        size_t q = p;
-        if (!IsWhitespace(NextCodepoint(text, &q))) break;
-        start = p;
+    size_t start = i, end = i + best->match.size();
+    if (best->single_word) {
+      size_t e = end;
+      if ((start > 0 && IsWordChar(prev_char(start))) || (e < text.size() && IsWordChar(NextCodepoint(text, &e)))) {
+        i = end;
+        continue;
       }
     }
-    if (best->rstrip) {
+    if (best->lstrip)
+      while (start > seg_start && IsWhitespace(prev_char(start)))
+        do --start; while ((static_cast<uint8_t>(text[start]) & 0xC0) == 0x80);
+    if (best->rstrip)
       for (size_t q = end; q < text.size() && IsWhitespace(NextCodepoint(text, &q));) end = q;
-    }
-    if (start > seg_start) segs.push_back({text.substr(seg_start, start - seg_start), -1, seg_start == 0});
+    if (start > seg_start) segs.push_back({text.substr(seg_start, start - seg_start), -1, at_start && seg_start == 0});
     segs.push_back({{}, best->id, false});
     seg_start = i = end;
   }
-  if (seg_start < text.size()) segs.push_back({text.substr(seg_start), -1, seg_start == 0});
+  if (seg_start < text.size()) segs.push_back({text.substr(seg_start), -1, at_start && seg_start == 0});
   return segs;
 }
 
 std::vector<HfBpeTokenizer::Piece> HfBpeTokenizer::PreTokenize(std::vector<Piece> pieces) const {
   for (const PreTokenizerStep& st : pre_) {
     std::vector<Piece> next;
+    auto add_split = [&](std::string_view text, bool at_start, const Regex& re, SplitBehavior behavior, bool invert,
+                         bool byte_level) {
+      bool first = at_start;
+      for (std::string_view s : SplitByRegex(text, re, behavior, invert)) {
+        next.push_back({byte_level ? bytes_.Encode(s) : std::string(s), first && s.data() == text.data()});
+        first = false;
+      }
+    };
     for (Piece& pc : pieces) {
       if (st.kind == PreTokenizerStep::kSplit) {
-        bool first = pc.at_start;
-        for (std::string_view s : SplitByPattern(pc.text, st.pattern)) {
-          next.push_back({std::string(s), first});
-          first = false;
-        }
+        add_split(pc.text, pc.at_start, *st.regex, st.behavior, st.invert, false);
       } else if (st.kind == PreTokenizerStep::kByteLevel) {
         std::string t = std::move(pc.text);
         if (st.add_prefix_space && (t.empty() || t[0] != ' ')) t.insert(t.begin(), ' ');
-        if (st.use_regex) {
-          bool first = pc.at_start;
-          for (std::string_view s : SplitByPattern(t, SplitPattern::kGpt2)) {
-            next.push_back({bytes_.Encode(s), first});
-            first = false;
-          }
-        } else {
-          next.push_back({bytes_.Encode(t), pc.at_start});
-        }
+        if (st.regex) add_split(t, pc.at_start, *st.regex, SplitBehavior::kIsolated, false, true);
+        else next.push_back({bytes_.Encode(t), pc.at_start});
       } else {  // Metaspace
         std::string t = ReplaceAll(pc.text, " ", st.replacement);
         const bool prepend = st.prepend == PreTokenizerStep::kAlways || (st.prepend == PreTokenizerStep::kFirst && pc.at_start);
@@ -134,7 +131,9 @@ std::vector<HfBpeTokenizer::Piece> HfBpeTokenizer::PreTokenize(std::vector<Piece
         next.push_back({t.substr(begin), first});
       }
     }
-    pieces = std::move(next);
+    pieces.clear();
+    for (Piece& p : next)  // tokenizers drops empty pieces after every step
+      if (!p.text.empty()) pieces.push_back(std::move(p));
   }
   return pieces;
 }
@@ -210,24 +209,30 @@ void HfBpeTokenizer::EncodeWord(const std::string& word, std::vector<int>* out) 
   for (int i = n > 0 ? 0 : -1; i >= 0; i = next[i]) out->push_back(syms[i]);
 }
 
-std::vector<int> HfBpeTokenizer::Encode(const std::string& text, bool add_bos) const {
-  std::vector<int> out;
-  if (add_bos && bos_ >= 0) out.push_back(bos_);
-  for (const Segment& seg : SplitAddedTokens(text)) {
+// One stretch of raw text between added tokens: normalized, then split at the normalized added tokens,
+// then pre-tokenized and BPE-encoded word by word.
+void HfBpeTokenizer::EncodeSegment(std::string_view text, bool at_start, std::vector<int>* out) const {
+  const std::string normalized = Normalize(std::string(text), norm_);
+  for (const Segment& seg : SplitAddedTokens(normalized, at_start, /*normalized=*/true)) {
     if (seg.added_id >= 0) {
-      out.push_back(seg.added_id);
+      out->push_back(seg.added_id);
       continue;
     }
-    std::string s(seg.text);
-    for (const NormalizerStep& n : norm_) {
-      if (n.kind == NormalizerStep::kPrepend) {
-        if (!s.empty()) s.insert(0, n.a);
-      } else {
-        s = ReplaceAll(std::move(s), n.a, n.b);
-      }
-    }
-    for (const Piece& w : PreTokenize({{std::move(s), seg.at_start}}))
-      if (!w.text.empty()) EncodeWord(w.text, &out);
+    for (const Piece& w : PreTokenize({{std::string(seg.text), seg.at_start}})) EncodeWord(w.text, out);
+  }
+}
+
+// Text that is not valid UTF-8 is read as Python's bytes.decode("utf-8", errors="replace") (and Rust's
+// from_utf8_lossy) read it, each maximal invalid subpart becoming U+FFFD: that is the str a caller of
+// tokenizers would hold for those bytes.
+std::vector<int> HfBpeTokenizer::Encode(const std::string& raw, bool add_bos) const {
+  std::vector<int> out;
+  if (add_bos && bos_ >= 0) out.push_back(bos_);
+  const std::string lossy = IsValidUtf8(raw) ? std::string() : Utf8Lossy(raw);
+  const std::string_view text = lossy.empty() ? std::string_view(raw) : std::string_view(lossy);
+  for (const Segment& seg : SplitAddedTokens(text, /*at_start=*/true, /*normalized=*/false)) {
+    if (seg.added_id >= 0) out.push_back(seg.added_id);
+    else EncodeSegment(seg.text, seg.at_start, &out);
   }
   return out;
 }
@@ -256,7 +261,7 @@ std::string HfBpeTokenizer::Decode(const std::vector<int>& ids) const {
         break;
       }
       case DecoderStep::kReplace:
-        for (std::string& t : toks) t = ReplaceAll(std::move(t), d.pattern, d.content);
+        for (std::string& t : toks) t = ReplaceByRegex(t, *d.regex, d.content);
         break;
       case DecoderStep::kByteFallback: {
         std::vector<std::string> out;

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "io/tokenizer_impl.h"
+#include "io/tokenizer_normalize.h"
+#include "io/tokenizer_regex.h"
 
 namespace subq::tok {
 
@@ -27,18 +29,21 @@ class ByteLevelAlphabet {
 struct AddedToken {
   int id = -1;
   std::string content;
+  std::string match;  // what is looked for: content, or for a `normalized` token the normalized content
   bool single_word = false, lstrip = false, rstrip = false, special = false;
+  bool normalized = false;  // matched in the normalized text (after the normalizer) instead of the raw text
 };
 
-struct NormalizerStep {
-  enum Kind { kPrepend, kReplace } kind;
-  std::string a, b;  // Prepend: a; Replace: a -> b
-};
+// GPT-2's pre-tokenization regex, which the ByteLevel pre-tokenizer applies with use_regex.
+inline constexpr const char* kGpt2SplitRegex =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 struct PreTokenizerStep {
   enum Kind { kSplit, kByteLevel, kMetaspace } kind;
-  SplitPattern pattern = SplitPattern::kGpt2;  // Split
-  bool add_prefix_space = false, use_regex = true;  // ByteLevel
+  std::shared_ptr<const Regex> regex;               // Split; ByteLevel with use_regex
+  SplitBehavior behavior = SplitBehavior::kIsolated;  // Split
+  bool invert = false;                              // Split
+  bool add_prefix_space = false;                    // ByteLevel
   std::string replacement;                          // Metaspace
   enum Prepend { kAlways, kFirst, kNever } prepend = kAlways;
   bool split = true;
@@ -46,7 +51,8 @@ struct PreTokenizerStep {
 
 struct DecoderStep {
   enum Kind { kByteLevel, kReplace, kByteFallback, kFuse, kStrip, kMetaspace } kind;
-  std::string pattern, content;  // Replace: pattern -> content; Strip: content; Metaspace: pattern = replacement
+  std::shared_ptr<const Regex> regex;  // Replace: matches -> content
+  std::string pattern, content;  // Strip: content; Metaspace: pattern = replacement
   int start = 0, stop = 0;       // Strip
   bool prepend_first = true;     // Metaspace: the first token's leading replacement is dropped
 };
@@ -62,6 +68,7 @@ class HfBpeTokenizer : public Tokenizer {
 
  private:
   friend class HfJsonLoader;
+  friend class TiktokenLoader;
   struct Segment {
     std::string_view text;
     int added_id;  // >= 0: an added token
@@ -76,7 +83,9 @@ class HfBpeTokenizer : public Tokenizer {
   };
   static uint64_t PairKey(int a, int b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
 
-  std::vector<Segment> SplitAddedTokens(std::string_view text) const;
+  // Splits off the added tokens of one kind (normalized or not) from `text`.
+  std::vector<Segment> SplitAddedTokens(std::string_view text, bool at_start, bool normalized) const;
+  void EncodeSegment(std::string_view text, bool at_start, std::vector<int>* out) const;
   std::vector<Piece> PreTokenize(std::vector<Piece> pieces) const;
   void EncodeWord(const std::string& word, std::vector<int>* out) const;
 
@@ -86,7 +95,8 @@ class HfBpeTokenizer : public Tokenizer {
   std::vector<std::string> id_to_token_;        // model vocabulary and added tokens
   std::vector<bool> has_token_, special_;
   std::vector<AddedToken> added_;
-  std::unordered_map<uint8_t, std::vector<int>> added_by_first_byte_;  // indexes into added_
+  // indexes into added_ by the first byte of `match`: [0] raw-text tokens, [1] normalized ones
+  std::unordered_map<uint8_t, std::vector<int>> added_by_first_byte_[2];
   std::vector<NormalizerStep> norm_;
   std::vector<PreTokenizerStep> pre_;
   std::vector<DecoderStep> dec_;

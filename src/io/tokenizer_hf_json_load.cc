@@ -27,6 +27,7 @@ class HfJsonLoader {
       SUBQ_RETURN_IF_ERROR(LoadNormalizer(root.value("normalizer", json()), t.get()));
       SUBQ_RETURN_IF_ERROR(LoadPreTokenizer(root.value("pre_tokenizer", json()), t.get()));
       SUBQ_RETURN_IF_ERROR(LoadDecoder(root.value("decoder", json()), t.get()));
+      IndexAddedTokens(t.get());
       FindSpecialIds(root, t.get());
     } catch (const json::exception& e) {
       return Errorf("{}: malformed tokenizer.json: {}", path_, e.what());
@@ -43,13 +44,15 @@ class HfJsonLoader {
     return Errorf("{}: {} '{}' is not supported (supported: {})", path_, component, type, supported);
   }
 
-  // {"String": s} -> s; a regex pattern is refused.
-  Status StringPattern(const json& p, const char* component, std::string* out) const {
-    if (p.is_object() && p.contains("String")) {
-      *out = p["String"].get<std::string>();
-      return Status::Ok();
-    }
-    return Errorf("{}: {} with pattern {} is not supported (only string patterns)", path_, component, p.dump());
+  // {"String": s} (matched literally) or {"Regex": r}, compiled as tokenizers compiles both.
+  Result<std::shared_ptr<const Regex>> Pattern(const json& p, const char* component) const {
+    std::string pattern;
+    if (p.is_object() && p.contains("String") && p["String"].is_string()) pattern = RegexEscape(p["String"].get<std::string>());
+    else if (p.is_object() && p.contains("Regex") && p["Regex"].is_string()) pattern = p["Regex"].get<std::string>();
+    else return Errorf("{}: {} pattern {} is neither {{\"String\": ...}} nor {{\"Regex\": ...}}", path_, component, p.dump());
+    auto re = Regex::Compile(pattern);
+    if (!re.ok()) return Errorf("{}: {}: {}", path_, component, re.status().message());
+    return re;
   }
 
   void SetToken(HfBpeTokenizer* t, int id, const std::string& s) const {
@@ -126,29 +129,83 @@ class HfJsonLoader {
       at.lstrip = a.value("lstrip", false);
       at.rstrip = a.value("rstrip", false);
       at.special = a.value("special", false);
+      at.normalized = a.value("normalized", !at.special);
       if (at.content.empty()) return Errorf("{}: added token {} has empty content", path_, at.id);
       SetToken(t, at.id, at.content);
       t->special_[at.id] = at.special;
-      t->added_by_first_byte_[static_cast<uint8_t>(at.content[0])].push_back(static_cast<int>(t->added_.size()));
       t->added_.push_back(std::move(at));
     }
     return Status::Ok();
   }
 
+  // After the normalizer is known: a `normalized` added token is looked for in normalized text, as its
+  // normalized content (tokenizers' split_normalized_trie), and decodes to that content too.
+  static void IndexAddedTokens(HfBpeTokenizer* t) {
+    for (size_t k = 0; k < t->added_.size(); ++k) {
+      AddedToken& a = t->added_[k];
+      a.match = a.normalized ? Normalize(a.content, t->norm_) : a.content;
+      if (a.normalized) t->id_to_token_[a.id] = a.match;
+      if (!a.match.empty())
+        t->added_by_first_byte_[a.normalized ? 1 : 0][static_cast<uint8_t>(a.match[0])].push_back(static_cast<int>(k));
+    }
+  }
+
   Status LoadNormalizer(const json& n, HfBpeTokenizer* t) const {
     if (n.is_null()) return Status::Ok();
     const std::string type = TypeOf(n);
+    NormalizerStep st{NormalizerStep::kNfc, {}, {}};
     if (type == "Sequence") {
       for (const json& s : n.at("normalizers")) SUBQ_RETURN_IF_ERROR(LoadNormalizer(s, t));
+      return Status::Ok();
+    } else if (type == "NFC") {
+      st.kind = NormalizerStep::kNfc;
+    } else if (type == "NFD") {
+      st.kind = NormalizerStep::kNfd;
+    } else if (type == "NFKC") {
+      st.kind = NormalizerStep::kNfkc;
+    } else if (type == "NFKD") {
+      st.kind = NormalizerStep::kNfkd;
+    } else if (type == "Lowercase") {
+      st.kind = NormalizerStep::kLowercase;
+    } else if (type == "Strip") {
+      st.kind = NormalizerStep::kStrip;
+      st.left = n.value("strip_left", true);
+      st.right = n.value("strip_right", true);
     } else if (type == "Prepend") {
-      t->norm_.push_back({NormalizerStep::kPrepend, n.at("prepend").get<std::string>(), {}});
+      st.kind = NormalizerStep::kPrepend;
+      st.text = n.at("prepend").get<std::string>();
     } else if (type == "Replace") {
-      std::string pat;
-      SUBQ_RETURN_IF_ERROR(StringPattern(n.at("pattern"), "normalizer Replace", &pat));
-      t->norm_.push_back({NormalizerStep::kReplace, pat, n.at("content").get<std::string>()});
+      st.kind = NormalizerStep::kReplace;
+      SUBQ_ASSIGN_OR_RETURN(st.pattern, Pattern(n.at("pattern"), "normalizer Replace"));
+      st.text = n.at("content").get<std::string>();
     } else {
-      return Unsupported("normalizer", type, "Sequence, Prepend, Replace");
+      return Unsupported("normalizer", type, "Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Strip, Prepend, Replace");
     }
+    t->norm_.push_back(std::move(st));
+    return Status::Ok();
+  }
+
+  Result<SplitBehavior> Behavior(const json& p) const {
+    const std::string b = p.value("behavior", std::string("Isolated"));
+    if (b == "Removed") return SplitBehavior::kRemoved;
+    if (b == "Isolated") return SplitBehavior::kIsolated;
+    if (b == "MergedWithPrevious") return SplitBehavior::kMergedWithPrevious;
+    if (b == "MergedWithNext") return SplitBehavior::kMergedWithNext;
+    if (b == "Contiguous") return SplitBehavior::kContiguous;
+    return Errorf("{}: pre-tokenizer Split behavior '{}' is unknown", path_, b);
+  }
+
+  // A pre-tokenizer that is a regex split (Split itself, and Digits / Whitespace / WhitespaceSplit,
+  // which tokenizers defines as fixed splits).
+  Status AddSplit(HfBpeTokenizer* t, const std::string& regex, SplitBehavior behavior, bool invert) const {
+    PreTokenizerStep st;
+    st.kind = PreTokenizerStep::kSplit;
+    auto re = Regex::Compile(regex);
+    if (!re.ok()) return Errorf("{}: pre-tokenizer: {}", path_, re.status().message());
+    st.regex = std::move(re).value();
+    st.behavior = behavior;
+    st.invert = invert;
+    t->pre_.push_back(std::move(st));
     return Status::Ok();
   }
 
@@ -162,24 +219,28 @@ class HfJsonLoader {
     } else if (type == "ByteLevel") {
       st.kind = PreTokenizerStep::kByteLevel;
       st.add_prefix_space = p.value("add_prefix_space", true);
-      st.use_regex = p.value("use_regex", true);
+      if (p.value("use_regex", true)) st.regex = Regex::Compile(kGpt2SplitRegex).value();
     } else if (type == "Split") {
       st.kind = PreTokenizerStep::kSplit;
-      const json& pat = p.at("pattern");
-      if (!pat.is_object() || !pat.contains("Regex") || !RecognizeSplitPattern(pat["Regex"].get<std::string>(), &st.pattern))
-        return Errorf("{}: pre-tokenizer Split pattern {} is not supported (only the GPT-2, Llama-3 and Qwen2 regexes)",
-                      path_, pat.dump());
-      const std::string behavior = p.value("behavior", std::string("Isolated"));
-      if (behavior != "Isolated" || p.value("invert", false))
-        return Errorf("{}: pre-tokenizer Split with behavior '{}' invert {} is not supported (only Isolated)", path_,
-                      behavior, p.value("invert", false));
+      SUBQ_ASSIGN_OR_RETURN(st.regex, Pattern(p.at("pattern"), "pre-tokenizer Split"));
+      SUBQ_ASSIGN_OR_RETURN(st.behavior, Behavior(p));
+      st.invert = p.value("invert", false);
+    } else if (type == "Digits") {
+      return AddSplit(t, "\\p{N}", p.value("individual_digits", false) ? SplitBehavior::kIsolated
+                                                                      : SplitBehavior::kContiguous, false);
+    } else if (type == "WhitespaceSplit") {
+      return AddSplit(t, "\\s", SplitBehavior::kRemoved, false);
+    } else if (type == "Whitespace") {
+      // \w of Rust's regex crate, which this pre-tokenizer uses: Oniguruma's \w plus the join controls
+      return AddSplit(t, "[\\w\\x{200C}\\x{200D}]+|[^\\w\\s\\x{200C}\\x{200D}]+", SplitBehavior::kRemoved, true);
     } else if (type == "Metaspace") {
       st.kind = PreTokenizerStep::kMetaspace;
       st.replacement = p.value("replacement", std::string("\xE2\x96\x81"));
       SUBQ_RETURN_IF_ERROR(PrependScheme(p, &st.prepend));
       st.split = p.value("split", true);
     } else {
-      return Unsupported("pre-tokenizer", type, "Sequence, ByteLevel, Split (GPT-2/Llama-3/Qwen2 regex), Metaspace");
+      return Unsupported("pre-tokenizer", type,
+                         "Sequence, ByteLevel, Split (any regex), Metaspace, Digits, Whitespace, WhitespaceSplit");
     }
     t->pre_.push_back(std::move(st));
     return Status::Ok();
@@ -209,7 +270,7 @@ class HfJsonLoader {
       st.kind = DecoderStep::kByteLevel;
     } else if (type == "Replace") {
       st.kind = DecoderStep::kReplace;
-      SUBQ_RETURN_IF_ERROR(StringPattern(d.at("pattern"), "decoder Replace", &st.pattern));
+      SUBQ_ASSIGN_OR_RETURN(st.regex, Pattern(d.at("pattern"), "decoder Replace"));
       st.content = d.at("content").get<std::string>();
     } else if (type == "ByteFallback") {
       st.kind = DecoderStep::kByteFallback;

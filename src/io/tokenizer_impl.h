@@ -1,5 +1,5 @@
 // Private pieces shared by the tokenizer implementations (tokenizer_*.cc) and their tests: UTF-8
-// helpers, Unicode classes for the pre-tokenization scanners, and the per-format factories.
+// helpers and the per-format factories.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -29,11 +29,6 @@ std::string ReplaceAll(std::string s, std::string_view from, std::string_view to
 // Removes up to `start` leading and `stop` trailing copies of `ch` (tokenizers' Strip decoder).
 std::string StripChars(const std::string& t, const std::string& ch, int start, int stop);
 
-// ---- Unicode classes (tokenizer_unicode.cc; coverage documented there) ----
-bool IsLetter(uint32_t cp);      // \p{L}
-bool IsNumber(uint32_t cp);      // \p{N}
-bool IsWhitespace(uint32_t cp);  // \s (Unicode White_Space)
-
 // ---- SentencePiece-style vocabulary with score-ordered merges (llama2.c, GGUF "llama") ----
 struct LlamaVocabOptions {
   bool add_dummy_prefix = true;           // llama2.c and llama.cpp prepend " " to non-empty text
@@ -49,13 +44,10 @@ Result<std::unique_ptr<Tokenizer>> MakeEmbeddedVocabTokenizer(const EmbeddedVoca
 
 Result<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::string& path);
 Result<std::unique_ptr<Tokenizer>> LoadHfJsonTokenizer(const std::string& path);
-
-// ---- HF pre-tokenization regexes, hand-written as scanners ----
-enum class SplitPattern { kGpt2, kLlama3, kQwen2 };
-// Recognises the regex string of a Split pre-tokenizer; false if it is not one we implement.
-bool RecognizeSplitPattern(const std::string& regex, SplitPattern* out);
-// Splits text into the matches of the pattern (the patterns match every character, so the pieces
-// concatenate back to the text).
-std::vector<std::string_view> SplitByPattern(std::string_view text, SplitPattern pattern);
+// A tiktoken BPE file ("<base64 token> <rank>" lines, as Llama-3's tokenizer.model) with the Llama-3
+// split pattern and special tokens (tokenizer_tiktoken.cc).
+Result<std::unique_ptr<Tokenizer>> LoadTiktokenTokenizer(const std::string& path);
+// Whether the file starts like a tiktoken BPE file (a base64 token, a space, a rank).
+bool LooksLikeTiktoken(const std::string& path);
 
 }  // namespace subq::tok

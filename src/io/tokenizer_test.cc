@@ -1,6 +1,6 @@
 // Tokenizer tests on the bundled tokenizers and texts: llama2.c tokenizer.bin and the GGUF embedded vocab
-// against the SentencePiece library on the .model they came from, decoding, streaming, the regex
-// scanners (expectations from the HF tokenizers library), UTF-8 helpers, and error paths.
+// against the SentencePiece library on the .model they came from, decoding, streaming, regex splits
+// (expectations from the HF tokenizers library), UTF-8 helpers, and error paths.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,6 +11,8 @@
 #include "../../tests/test_util.h"
 #include "io/tokenizer.h"
 #include "io/tokenizer_impl.h"
+#include "io/tokenizer_normalize.h"
+#include "io/tokenizer_regex.h"
 
 namespace subq {
 namespace {
@@ -161,27 +163,54 @@ TEST(Tokenizer, DecodeStreamHoldsBackPartialCharacters) {
   EXPECT_EQ(ds2.Next(t->Encode("a", false)[0]), " a");
 }
 
-TEST(Tokenizer, SplitPatternsMatchTokenizersLibrary) {
-  using tok::SplitPattern;
-  auto split = [](const std::string& s, SplitPattern p) {
-    std::vector<std::string> out;
-    for (auto v : tok::SplitByPattern(s, p)) out.emplace_back(v);
+// Expectations from tokenizers.pre_tokenizers.Split(Regex(...), behavior).pre_tokenize_str.
+TEST(Tokenizer, RegexSplitsMatchTokenizersLibrary) {
+  const std::string gpt2 = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+  const std::string llama3 =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  using V = std::vector<std::string>;
+  auto split = [](const std::string& s, const std::string& pattern, tok::SplitBehavior b = tok::SplitBehavior::kIsolated,
+                  bool invert = false) {
+    auto re = tok::Regex::Compile(pattern);
+    EXPECT_TRUE(re.ok()) << re.status().message();
+    V out;
+    for (auto v : tok::SplitByRegex(s, **re, b, invert)) out.emplace_back(v);
     return out;
   };
-  using V = std::vector<std::string>;
-  // expectations from tokenizers.pre_tokenizers.Split(Regex(...), "isolated").pre_tokenize_str
-  EXPECT_EQ(split("Hello world's  end\n\n  x", SplitPattern::kGpt2),
-            (V{"Hello", " world", "'s", " ", " end", "\n\n ", " x"}));
-  EXPECT_EQ(split("I'M 12345 ok?!\r\n  \tdone  ", SplitPattern::kGpt2),
+  EXPECT_EQ(split("Hello world's  end\n\n  x", gpt2), (V{"Hello", " world", "'s", " ", " end", "\n\n ", " x"}));
+  EXPECT_EQ(split("I'M 12345 ok?!\r\n  \tdone  ", gpt2),
             (V{"I", "'", "M", " 12345", " ok", "?!", "\r\n  ", "\t", "done", "  "}));
-  EXPECT_EQ(split("été 世界 3.14 ٣٤", SplitPattern::kGpt2), (V{"été", " 世界", " 3", ".", "14", " ٣٤"}));
-  EXPECT_EQ(split("Hello world's  end\n\n  x", SplitPattern::kLlama3),
-            (V{"Hello", " world", "'s", " ", " end", "\n\n", " ", " x"}));
-  EXPECT_EQ(split("I'M 12345 ok?!\r\n  \tdone  ", SplitPattern::kLlama3),
+  EXPECT_EQ(split("été 世界 3.14 ٣٤", gpt2), (V{"été", " 世界", " 3", ".", "14", " ٣٤"}));
+  EXPECT_EQ(split("Hello world's  end\n\n  x", llama3), (V{"Hello", " world", "'s", " ", " end", "\n\n", " ", " x"}));
+  EXPECT_EQ(split("I'M 12345 ok?!\r\n  \tdone  ", llama3),
             (V{"I", "'M", " ", "123", "45", " ok", "?!\r\n", "  ", "\tdone", "  "}));
-  EXPECT_EQ(split("été 世界 3.14 ٣٤", SplitPattern::kLlama3), (V{"été", " 世界", " ", "3", ".", "14", " ", "٣٤"}));
-  tok::SplitPattern p;
-  EXPECT_FALSE(tok::RecognizeSplitPattern("\\w+", &p));
+  EXPECT_EQ(split("été 世界 3.14 ٣٤", llama3), (V{"été", " 世界", " ", "3", ".", "14", " ", "٣٤"}));
+  using B = tok::SplitBehavior;
+  EXPECT_EQ(split("a-b--c", "-", B::kRemoved), (V{"a", "b", "c"}));
+  EXPECT_EQ(split("a-b--c", "-", B::kMergedWithPrevious), (V{"a-", "b-", "-", "c"}));
+  EXPECT_EQ(split("a-b--c", "-", B::kMergedWithNext), (V{"a", "-b", "-", "-c"}));
+  EXPECT_EQ(split("a-b--c", "-", B::kContiguous), (V{"a", "-", "b", "--", "c"}));
+  EXPECT_EQ(split("a-b--c", "-", B::kRemoved, /*invert=*/true), (V{"-", "-", "-"}));
+  EXPECT_FALSE(tok::Regex::Compile("(unclosed").ok());
+  EXPECT_EQ(tok::RegexEscape("a.b*c"), "a\\.b\\*c");
+}
+
+// Expectations from tokenizers.normalizers.*.normalize_str on the same text.
+TEST(Tokenizer, NormalizersMatchTokenizersLibrary) {
+  using N = tok::NormalizerStep;
+  const std::string s = "e\u0301 \u00C5 \uFB01 \u2460 \u0130 \u03A3\u0391\u03A3  \t x ";
+  auto run = [&](N step) { return tok::Normalize(s, {step}); };
+  EXPECT_EQ(run({N::kNfc}), "\u00E9 \u00C5 \uFB01 \u2460 \u0130 \u03A3\u0391\u03A3  \t x ");
+  EXPECT_EQ(run({N::kNfd}), "e\u0301 A\u030A \uFB01 \u2460 I\u0307 \u03A3\u0391\u03A3  \t x ");
+  EXPECT_EQ(run({N::kNfkc}), "\u00E9 \u00C5 fi 1 \u0130 \u03A3\u0391\u03A3  \t x ");
+  EXPECT_EQ(run({N::kLowercase}), "e\u0301 \u00E5 \uFB01 \u2460 i\u0307 \u03C3\u03B1\u03C3  \t x ");
+  N strip{N::kStrip};
+  strip.left = strip.right = true;
+  EXPECT_EQ(run(strip), "e\u0301 \u00C5 \uFB01 \u2460 \u0130 \u03A3\u0391\u03A3  \t x");
+  N replace{N::kReplace, "_", tok::Regex::Compile("\\s+").value()};
+  EXPECT_EQ(run(replace), "e\u0301_\u00C5_\uFB01_\u2460_\u0130_\u03A3\u0391\u03A3_x_");
+  EXPECT_EQ(tok::Normalize("", {{N::kPrepend, "\u2581"}}), "");
+  EXPECT_EQ(tok::Normalize("a", {{N::kPrepend, "\u2581"}}), "\u2581a");
 }
 
 TEST(Tokenizer, Utf8Helpers) {
@@ -191,9 +220,9 @@ TEST(Tokenizer, Utf8Helpers) {
   EXPECT_EQ(tok::IncompleteUtf8Tail("a\x80"), 0u);  // stray continuation byte: invalid, not incomplete
   EXPECT_EQ(tok::Utf8Lossy("a\xE0\x80z"), "a\xEF\xBF\xBD\xEF\xBF\xBDz");  // as Rust from_utf8_lossy
   EXPECT_EQ(tok::Utf8Lossy("a\xF0\x9F\x99z"), "a\xEF\xBF\xBDz");
-  EXPECT_TRUE(tok::IsLetter(0x4E16) && tok::IsLetter('Q') && !tok::IsLetter('1') && !tok::IsLetter(0x1F642));
-  EXPECT_TRUE(tok::IsNumber(0x0663) && tok::IsNumber(0x2167) && !tok::IsNumber('x'));
-  EXPECT_TRUE(tok::IsWhitespace(0x3000) && !tok::IsWhitespace(0x200B) && !tok::IsWhitespace(0x1C));
+  EXPECT_TRUE(tok::IsWhitespace(0x3000) && tok::IsWhitespace(0x85) && !tok::IsWhitespace(0x200B) &&
+              !tok::IsWhitespace(0x1C));
+  EXPECT_TRUE(tok::IsWordChar('_') && tok::IsWordChar(0x4E16) && tok::IsWordChar(0x0301) && !tok::IsWordChar('-'));
 }
 
 TEST(Tokenizer, ErrorsNameTheFile) {

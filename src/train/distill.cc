@@ -27,7 +27,7 @@
 #include "train/run_dir.h"
 #include "train/run_fingerprint.h"
 #include "util/npy.h"
-#include "util/png.h"
+#include "util/plot.h"
 
 namespace subq::train {
 namespace fs = std::filesystem;
@@ -377,20 +377,13 @@ Status TrimMetrics(const fs::path& path, const Progress& p) {
 
 Status Trainer::StageEnd(int s) {
   if (!dp_.is_main()) return Status::Ok();
-  // Loss curve of this stage from the metrics file (complete across resumes).
-  Series loss{"loss", {}, {}};
-  std::ifstream in(out_ / "metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.contains("loss") || j["stage"].get<int>() != s + 1) continue;
-    loss.x.push_back(j["tokens"].get<double>());
-    loss.y.push_back(j["loss"].get<double>());
-  }
-  if (!loss.x.empty()) {
-    Status st = WriteLineChartPng({loss}, fmt::format("stage {}: {} loss", s + 1, StageName(s)),
-                                  (out_ / fmt::format("loss_stage{}.png", s + 1)).string(), "tokens", "loss", true);
-    if (!st.ok()) fmt::print(stderr, "[distill] warning: {}\n", st.message());
-  }
+  // Loss curve of this stage from the metrics file (complete across resumes), drawn by plot.py; a
+  // missing python3/matplotlib only costs the PNG (metrics.jsonl holds the numbers).
+  const std::string metrics = (out_ / "metrics.jsonl").string();
+  Status st = RunPlotScript({"loss", "--metrics", metrics, "--stage", std::to_string(s + 1), "--skip-empty", "--title",
+                             fmt::format("stage {}: {} loss", s + 1, StageName(s)), "--out",
+                             (out_ / fmt::format("loss_stage{}.png", s + 1)).string()});
+  if (!st.ok()) fmt::print(stderr, "[distill] warning: {}\n", st.message());
   return Status::Ok();
 }
 

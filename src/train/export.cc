@@ -6,7 +6,8 @@
 #include <map>
 
 #include "io/safetensors_write.h"
-#include "util/png.h"
+#include "util/npy.h"
+#include "util/plot.h"
 
 namespace subq::train {
 namespace fs = std::filesystem;
@@ -155,7 +156,12 @@ Status WriteMixingPng(const Teacher& t, const Student& s, const std::vector<int>
     }
   }
   if (mats.empty()) return Status::Ok();
-  return WriteHeatmapsPng(mats, caps, path, "attention (teacher) vs materialized mixing matrix (student)", true);
+  const int64_t L = mats[0].dim(0);
+  Tensor stack({static_cast<int64_t>(mats.size()), L, L});  // [panels, L, L]
+  for (size_t k = 0; k < mats.size(); ++k) std::copy(mats[k].data.begin(), mats[k].data.end(), stack.ptr() + k * L * L);
+  // The matrices stay beside the PNG (mixing_*.npy) for other plots; the PNG is drawn by plot.py.
+  SUBQ_RETURN_IF_ERROR(WriteNpy(stack, std::filesystem::path(path).replace_extension(".npy").string()));
+  return PlotHeatmapsPng(stack, caps, "attention (teacher) vs materialized mixing matrix (student)", path);
 }
 
 }  // namespace subq::train
