@@ -1,7 +1,9 @@
-// CudaModel: the weights of a Llama, Mamba-2 or Llamba (Discrete Mamba-2) model resident on the GPU,
-// uploaded once: matrices as bf16 (q/k/v and gate/up fused into one matrix each, so a projection is one
-// GEMM), norms and the small mixer vectors as f32. Const after construction and shared by any number
-// of CudaRunners. Tensor names are the HF ones of each family (SPEC sections 1-3, model/families.cc).
+// CudaModel: the weights of a model resident on the GPU, uploaded once: matrices as bf16 (the input
+// projections of a layer fused into one matrix, so a projection is one GEMM), norms and the small mixer
+// vectors as f32. Any per-layer mix of attention, Mamba-2, Discrete Mamba-2 (with or without kept
+// attention heads), Mamba-3 (SISO or MIMO) and Gated DeltaNet layers, in the families of model/families.cc
+// (tensor names as the CPU engine loads them, SPEC sections 1-5). Const after construction and shared by
+// any number of CudaRunners.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -30,30 +32,44 @@ struct DeviceLayer {
   // attention
   bf16* wqkv = nullptr;  // [(H + 2 KV) hd, dim]
   bf16* wo = nullptr;    // [dim, H hd]
-  // Mamba-2 / Discrete Mamba-2
-  bf16* in_proj = nullptr;   // [proj rows, dim]
+  // Recurrent mixers: one fused input projection of proj_rows outputs, and the output projection.
+  //   Mamba-2 [z | xBC | dt], Discrete Mamba-2 [xBC | z | A_log] (+ [q | k | v] of kept heads),
+  //   Mamba-3 [z | x | B | C | dd_dt | dd_A | trap | angle], GDN [q | k | v | g | a | b].
+  bf16* in_proj = nullptr;   // [proj_rows, dim]
   bf16* out_proj = nullptr;  // [dim, d_inner]
-  float* conv_w = nullptr;   // [conv_dim, K]
+  int proj_rows = 0;
+  float* conv_w = nullptr;   // [conv_dim, K] (GDN: q, k, v convs stacked)
   float* conv_b = nullptr;   // [conv_dim] or nullptr
-  float* dt_bias = nullptr;  // [H] (Mamba-2)
-  float* A_log = nullptr;    // [H] (Mamba-2)
+  float* dt_bias = nullptr;  // [H] (Mamba-2, Mamba-3, GDN)
+  float* A_log = nullptr;    // [H] (Mamba-2, GDN)
   float* D = nullptr;        // [H]
-  float* norm_w = nullptr;   // [d_inner] (Mamba-2 gated norm)
+  float* norm_w = nullptr;   // Mamba-2 gated norm [d_inner]; Mamba-3 output norm [d_inner]; GDN o_norm [dv]
   float* z_bias = nullptr;   // [d_inner] (Discrete Mamba-2)
+  // Mamba-3
+  float *B_norm = nullptr, *C_norm = nullptr;                       // [N]
+  float *B_bias = nullptr, *C_bias = nullptr;                       // [H, R, N]
+  float *mimo_x = nullptr, *mimo_z = nullptr, *mimo_o = nullptr;  // [H, R, P] (MIMO)
+  // Head-level hybrid (Discrete Mamba-2 keeping attention heads, mixers/head_hybrid.h).
+  int n_kept = 0;
+  int* kept_heads = nullptr;        // [n_kept] device
+  float* kept_inv_freq = nullptr;  // [P/2]
 };
 
 // Dimensions every runner derives from the config.
 struct ModelDims {
   int dim = 0, vocab = 0, hidden = 0;
   int H = 0, KV = 0, hd = 0;                               // attention
-  int ssm_H = 0, ssm_P = 0, ssm_N = 0, ssm_G = 1, K = 4;  // SSD mixers
-  int d_inner = 0, conv_dim = 0, proj_rows = 0;
+  int ssm_H = 0, ssm_P = 0, ssm_N = 0, ssm_G = 1, K = 4;  // SSD mixers (Mamba-2 / Discrete Mamba-2)
+  int d_inner = 0, conv_dim = 0, proj_rows = 0;           // SSD mixers (proj_rows without kept heads)
+  int m3_H = 0, m3_P = 0, m3_N = 0, m3_G = 1, m3_R = 1, m3_NA = 0;  // Mamba-3
+  int gdn_Hk = 0, gdn_Hv = 0, gdn_dk = 0, gdn_dv = 0, gdn_K = 4;   // Gated DeltaNet
   int qkv_width() const { return (H + 2 * KV) * hd; }
+  int gdn_Ck() const { return gdn_Hk * gdn_dk; }
+  int gdn_Cv() const { return gdn_Hv * gdn_dv; }
 };
 
 class CudaModel {
  public:
-  // Families llama, mamba2 and llamba; every layer's mixer must be attention, Mamba-2 or Discrete Mamba-2.
   static std::unique_ptr<CudaModel> Upload(const ModelConfig& cfg, const HostTensors& src, std::string* error);
   // Random weights generated on the device (benchmarks): matrices U(-1/sqrt(in), 1/sqrt(in)), norms 1,
   // SSD parameters as the mixers initialise them.
@@ -76,10 +92,14 @@ class CudaModel {
   template <typename T>
   T* Alloc(size_t n);
   std::string Build(const ModelConfig& cfg, const HostTensors* src, uint64_t seed);
+  std::string BuildRecurrent(const ModelConfig& c, const HostTensors* src, int layer, const std::string& m,
+                             uint64_t* sd, DeviceLayer* L);
   bf16* Matrix(const HostTensors* src, const std::vector<std::string>& names, const std::vector<int64_t>& rows,
                int64_t cols, uint64_t seed, std::string* err);
-  float* Vector(const HostTensors* src, const std::string& name, const std::vector<int64_t>& shape, float lo,
-                float hi, uint64_t seed, std::string* err, bool optional = false);
+  // names' tensors (each of `shape`) stacked; optional: nullptr when the first name is absent.
+  float* Vector(const HostTensors* src, const std::vector<std::string>& names, const std::vector<int64_t>& shape,
+                float lo, float hi, uint64_t seed, std::string* err, bool optional = false);
+  float* ToDevice(const std::vector<float>& host);
 
   ModelConfig cfg_;
   ModelDims d_;

@@ -1,6 +1,7 @@
 // The CUDA runner against the CPU engine (Model::Forward) on the same checkpoints: stories260K (HF folder)
-// and random models of the Llama, Mamba-2, Llamba and Mamba-2 + attention families (their weights rounded
-// to bf16 values, so both engines run the same weights). The GPU feeds bf16 activations to every GEMM and
+// and random models of every family the CPU engine runs (Llama, Mamba-2, Llamba, Llamba keeping attention
+// heads, Mamba-3 SISO and MIMO, Gated DeltaNet, Mamba-2 + attention layers; weights rounded to bf16
+// values, so both engines run the same weights). The GPU feeds bf16 activations to every GEMM and
 // the CPU runs f32: logits relative L2 error <= 3e-2. Prefill of a prompt, then greedy decode of two
 // sequences batched (both engines fed the CPU's tokens).
 #include <algorithm>
@@ -94,8 +95,8 @@ TEST_P(RandomParity, MatchesCpuEngine) {
   ExpectParity(RoundedToBF16(*ck), 37, 8);
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, RandomParity,
-                         ::testing::Values("llama", "mamba2", "llamba", "mamba2_attention_hybrid"));
+// Every kind the CPU engine's batch tests cover: each family, the layer hybrid and the head hybrid.
+INSTANTIATE_TEST_SUITE_P(Families, RandomParity, ::testing::ValuesIn(subq::testing::kModelKinds));
 
 }  // namespace
 }  // namespace subq::cuda::test

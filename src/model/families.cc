@@ -13,6 +13,10 @@ std::string FamilyKeys::LayerPrefix(int i) const {
 }
 
 Result<FamilyKeys> KeysForFamily(const ModelConfig& cfg, const TensorStore& store) {
+  return KeysForFamily(cfg, [&store](const std::string& name) { return store.Has(name); });
+}
+
+Result<FamilyKeys> KeysForFamily(const ModelConfig& cfg, const std::function<bool(const std::string&)>& has) {
   FamilyKeys k;
   const bool has_mlp = cfg.hidden_dim > 0;
   if (cfg.family == "llama") {
@@ -22,7 +26,7 @@ Result<FamilyKeys> KeysForFamily(const ModelConfig& cfg, const TensorStore& stor
   } else if (cfg.family == "mamba2" || cfg.family == "mamba3") {
     // HF Mamba2ForCausalLM says "embeddings", mamba_ssm MambaLMHeadModel says "embedding".
     const std::string embed =
-        store.Has("backbone.embeddings.weight") ? "backbone.embeddings.weight" : "backbone.embedding.weight";
+        has("backbone.embeddings.weight") ? "backbone.embeddings.weight" : "backbone.embedding.weight";
     k = {embed, "backbone.norm_f.weight", "lm_head.weight", "backbone.layers.%d.", "norm.weight",
          has_mlp ? "norm2.weight" : "", has_mlp ? "mlp." : "", "mixer.", "mixer."};
   } else if (cfg.family == "llamba") {

@@ -8,6 +8,7 @@
 // tokens; every projection is one product over all stacked rows.
 #pragma once
 #include <climits>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -32,7 +33,8 @@ struct FamilyKeys {
   std::string recurrent;     // mixer prefix of recurrent layers, e.g. "mixer."
   std::string LayerPrefix(int i) const;
 };
-// Key names of `cfg.family`; `store` resolves variants (mamba_ssm "embedding" vs HF "embeddings").
+// Key names of `cfg.family`; `has` (or `store`) resolves variants (mamba_ssm "embedding" vs HF "embeddings").
+Result<FamilyKeys> KeysForFamily(const ModelConfig& cfg, const std::function<bool(const std::string&)>& has);
 Result<FamilyKeys> KeysForFamily(const ModelConfig& cfg, const TensorStore& store);
 
 struct SwiGluMlp {

@@ -14,7 +14,7 @@ namespace subq::testing {
 
 // Names of the families (and hybrids) RandomModelConfig knows.
 inline const char* const kModelKinds[] = {"llama", "mamba2", "llamba", "llamba_head_hybrid", "mamba3",
-                                          "gated_deltanet", "mamba2_attention_hybrid"};
+                                          "mamba3_mimo", "gated_deltanet", "mamba2_attention_hybrid"};
 
 inline ModelConfig RandomModelConfig(const std::string& kind) {
   ModelConfig c;
@@ -29,9 +29,10 @@ inline ModelConfig RandomModelConfig(const std::string& kind) {
   } else if (kind == "llamba" || kind == "llamba_head_hybrid") {
     c.family = "llamba", c.hidden_dim = 48, mixer = MixerKind::kDiscreteMamba2;
     c.dm2 = DiscreteMamba2Config{8, 2, 4, 8, 4, 4, true};
-  } else if (kind == "mamba3") {
+  } else if (kind == "mamba3" || kind == "mamba3_mimo") {
     c.family = "mamba3", mixer = MixerKind::kMamba3;
     c.mamba3.n_heads = 4, c.mamba3.head_dim = 8, c.mamba3.state_size = 8, c.mamba3.chunk_size = 4;
+    if (kind == "mamba3_mimo") c.mamba3.mimo_rank = 2, c.mamba3.n_groups = 2, c.mamba3.output_norm = true;
   } else if (kind == "gated_deltanet") {
     c.family = "gated_deltanet", c.hidden_dim = 48, mixer = MixerKind::kGatedDeltaNet;
     c.gdn = GatedDeltaNetConfig{2, 4, 8, 8, 4, 4, 1e-5f};

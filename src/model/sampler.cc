@@ -24,6 +24,12 @@ Status CheckLogitsFinite(const float* logits, int vocab) {
 
 int Sampler::Sample(float* logits, int vocab) {
   if (c_.temperature <= 0.0f) return static_cast<int>(std::max_element(logits, logits + vocab) - logits);
+  return SampleWithUniform(c_, logits, vocab, NextUniform(), &idx_);
+}
+
+int SampleWithUniform(const SamplerConfig& c_, float* logits, int vocab, double u01, std::vector<int>* idx) {
+  if (c_.temperature <= 0.0f) return static_cast<int>(std::max_element(logits, logits + vocab) - logits);
+  std::vector<int>& idx_ = *idx;
   idx_.resize(vocab);
   std::iota(idx_.begin(), idx_.end(), 0);
   int n = vocab;
@@ -55,8 +61,7 @@ int Sampler::Sample(float* logits, int vocab) {
     sum = 0.0;
     for (int i = 0; i < n; ++i) sum += logits[idx_[i]];
   }
-  std::uniform_real_distribution<double> u(0.0, sum);
-  double r = u(rng_), acc = 0.0;
+  double r = u01 * sum, acc = 0.0;
   for (int i = 0; i < n; ++i) {
     acc += logits[idx_[i]];
     if (r < acc) return idx_[i];

@@ -21,11 +21,20 @@ Status ValidateSamplerConfig(const SamplerConfig& c);
 // An error naming the first NaN/Inf logit (a model that produces them would otherwise emit garbage).
 Status CheckLogitsFinite(const float* logits, int vocab);
 
+// The token Sampler::Sample picks for the uniform draw u in [0, 1): greedy at temperature 0; else softmax at
+// the temperature over the top_k largest logits (0: all), cut to the smallest prefix (descending) of mass
+// >= top_p, and the first token whose descending cumulative mass exceeds u times the kept mass. logits are
+// modified in place; idx is scratch.
+int SampleWithUniform(const SamplerConfig& c, float* logits, int vocab, double u, std::vector<int>* idx);
+
 class Sampler {
  public:
   explicit Sampler(SamplerConfig c) : c_(c), rng_(c.seed) {}
   // Picks a token from logits [vocab] (logits are modified in place).
   int Sample(float* logits, int vocab);
+  // The uniform number in [0, 1) that the next non-greedy Sample would draw (the GPU sampler draws its
+  // numbers here, so a seed gives the same stream on both devices).
+  double NextUniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
  private:
   SamplerConfig c_;

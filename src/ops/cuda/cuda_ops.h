@@ -97,6 +97,62 @@ void SsdChunkedScan(cudaStream_t s, const SsdParams& p, int L, const float* x, i
                     const float* c, int ldbc, const float* dt, int lddt, float* state, float* y, int ldy,
                     float* scratch);
 
+// ---- Mamba-3 (SPEC section 4; mixers/mamba3.h): trapezoidal rotary SSM, SISO or MIMO rank R ----
+// Rows are split into sequences of seq_len consecutive rows (decode: seq_len 1, one sequence per row; one
+// sequence's prefill: seq_len = rows); the state of the sequence holding rows [j*seq_len, (j+1)*seq_len)
+// lives in slot slot[j*seq_len] of each pool. The recurrence runs token by token inside one kernel per
+// sequence and head tile, the state held in registers: read and written once per call.
+struct Mamba3Params {
+  int H = 0, P = 0, N = 0, G = 1, R = 1, NA = 0;  // heads, head dim, state, groups, MIMO rank, rotated pairs
+  bool half_split = false;                        // rotated pairs (i, i + N/2) (MIMO); else (2i, 2i+1)
+  const float* dt_bias = nullptr;                 // [H]
+  const float* D = nullptr;                       // [H]
+  const float *B_norm = nullptr, *C_norm = nullptr;                       // [N]
+  const float *B_bias = nullptr, *C_bias = nullptr;                       // [H, R, N]
+  const float *mimo_x = nullptr, *mimo_z = nullptr, *mimo_o = nullptr;  // [H, R, P]; nullptr: ones (SISO)
+  const float* out_norm = nullptr;  // [H*P]: RMSNorm per (rank, head) before the gate; nullptr: none
+};
+// Slot-indexed pools: phase [slots, H, NA], ssm [slots, H, P, N], k_last [slots, R, H, N], x_last [slots, H, P].
+struct Mamba3Pools {
+  float *phase = nullptr, *ssm = nullptr, *k_last = nullptr, *x_last = nullptr;
+};
+size_t Mamba3ScratchFloats(const Mamba3Params& p, int rows);
+// proj rows (stride ldp) are in_proj outputs [z | x | B | C | dd_dt | dd_A | trap | angle] (B/C columns
+// (r, g, n)); out [rows, H*P] = the rank-summed gated (normed) output before out_proj. N % 4 == 0 with
+// N/4 a power of two <= 32.
+void Mamba3Forward(cudaStream_t s, const Mamba3Params& p, int rows, int seq_len, const float* proj, int ldp,
+                   const Mamba3Pools& st, const int* slot, bf16* out, float* scratch);
+
+// ---- Gated DeltaNet (SPEC section 5; mixers/gated_deltanet.h): the gated delta rule ----
+struct GdnParams {
+  int Hk = 0, Hv = 0, dk = 0, dv = 0;
+  const float* A_log = nullptr;    // [Hv]
+  const float* dt_bias = nullptr;  // [Hv]
+};
+// Sequences of seq_len rows as Mamba3Forward. qkv rows (stride ldqkv, after the conv and SiLU):
+// [q (Hk*dk) | k (Hk*dk) | v (Hv*dv)]; ab rows (stride ldab): raw [a (Hv) | b (Hv)] projections. q, k are
+// L2-normalised here (q also scaled by 1/sqrt(dk)), g = -exp(A_log) softplus(a + dt_bias), beta = sigmoid(b).
+// states [slots, Hv, dv, dk] f32 (the CPU's [Hv, dk, dv] transposed), read and written once per call.
+// o [rows, Hv*dv] f32 (row stride ldo), before the output norm. dk/4 a power of two <= 32; qkv 16-byte aligned.
+void GdnForward(cudaStream_t s, const GdnParams& p, int rows, int seq_len, const float* qkv, int ldqkv,
+                const float* ab, int ldab, float* states, const int* slot, float* o, int ldo);
+// out = bf16(rmsnorm_group(y) * w[i % group] * silu(z)) (norm BEFORE gate, as GDN's o_norm; w [group]).
+void RmsNormSiluGate(cudaStream_t s, const float* y, int ldy, const float* z, int ldz, const float* w, bf16* out,
+                     int rows, int n, int group, float eps);
+
+// ---- head-level hybrid: y[r, heads[k]*hd + i] = att[r, k*hd + i] (kept heads replace SSM heads) ----
+void ScatterHeads(cudaStream_t s, const bf16* att, int lda, int rows, const int* heads, int n_kept, int hd, float* y,
+                  int ldy);
+
+// ---- sampling on device (model/sampler.h semantics) ----
+// Per row r: temperature[r] <= 0 picks the argmax (lowest index on ties); otherwise softmax at that
+// temperature over the top_k[r] largest logits (0: all), the smallest prefix (in descending order) of mass
+// >= top_p[r], then the token at which the descending cumulative mass first exceeds u[r] * kept mass
+// (u[r] uniform in [0, 1), drawn by the caller). Ties between equal logits may resolve differently from
+// the CPU's sort. logits row stride ld.
+void SampleTokens(cudaStream_t s, const float* logits, int ld, int rows, int vocab, const float* temperature,
+                  const float* top_p, const int* top_k, const float* u, int* out);
+
 // ---- attention (GQA, causal, scale 1/sqrt(hd)) ----
 // Writes row r's k, v (f32, head j at +j*hd) into the caches at (slot[r], pos[r]) as bf16.
 void KvAppend(cudaStream_t s, const float* k, const float* v, int ldkv, int rows, int n_kv, int hd, bf16* k_cache,

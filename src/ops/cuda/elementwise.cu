@@ -63,6 +63,25 @@ __global__ void GatedNormKernel(const float* y, int ldy, const float* z, int ldz
     o[i] = __float2bfloat16(yr[i] * SiluF(zr[i]) * inv * w[g0 + i]);
 }
 
+// One block per (row, group): norm first, then the gate (GDN's o_norm); w [group].
+__global__ void NormSiluGateKernel(const float* y, int ldy, const float* z, int ldz, const float* w, bf16* out, int n,
+                                   int group, float eps) {
+  const int r = blockIdx.x, g0 = blockIdx.y * group;
+  const float* yr = y + static_cast<size_t>(r) * ldy + g0;
+  const float* zr = z + static_cast<size_t>(r) * ldz + g0;
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < group; i += blockDim.x) ss += yr[i] * yr[i];
+  const float inv = rsqrtf(BlockSum(ss) / group + eps);
+  bf16* o = out + static_cast<size_t>(r) * n + g0;
+  for (int i = threadIdx.x; i < group; i += blockDim.x) o[i] = __float2bfloat16(yr[i] * inv * w[i] * SiluF(zr[i]));
+}
+
+__global__ void ScatterHeadsKernel(const bf16* att, int lda, const int* heads, int n_kept, int hd, float* y, int ldy) {
+  const int r = blockIdx.x;
+  for (int e = threadIdx.x; e < n_kept * hd; e += blockDim.x)
+    y[static_cast<size_t>(r) * ldy + heads[e / hd] * hd + e % hd] = __bfloat162float(att[static_cast<size_t>(r) * lda + e]);
+}
+
 __global__ void SiluGateKernel(const float* y, int ldy, const float* z, int ldz, const float* zb, bf16* out, int n) {
   const int r = blockIdx.x;
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -161,6 +180,20 @@ void GatedRmsNorm(cudaStream_t s, const float* y, int ldy, const float* z, int l
                   int rows, int n, int group, float eps) {
   if (rows == 0) return;
   GatedNormKernel<<<dim3(rows, n / group), kRowThreads, 0, s>>>(y, ldy, z, ldz, w, out, n, group, eps);
+  SUBQ_CUDA_LAUNCH_CHECK();
+}
+
+void RmsNormSiluGate(cudaStream_t s, const float* y, int ldy, const float* z, int ldz, const float* w, bf16* out,
+                     int rows, int n, int group, float eps) {
+  if (rows == 0) return;
+  NormSiluGateKernel<<<dim3(rows, n / group), kRowThreads, 0, s>>>(y, ldy, z, ldz, w, out, n, group, eps);
+  SUBQ_CUDA_LAUNCH_CHECK();
+}
+
+void ScatterHeads(cudaStream_t s, const bf16* att, int lda, int rows, const int* heads, int n_kept, int hd, float* y,
+                  int ldy) {
+  if (rows == 0 || n_kept == 0) return;
+  ScatterHeadsKernel<<<rows, kRowThreads, 0, s>>>(att, lda, heads, n_kept, hd, y, ldy);
   SUBQ_CUDA_LAUNCH_CHECK();
 }
 
