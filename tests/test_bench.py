@@ -63,3 +63,22 @@ def test_bench_bad_flags(subq_bin, data_dir):
         assert p.returncode != 0 and msg in p.stderr, (flags, p.stderr)
     p = run_subq(subq_bin, "bench", "--model", "/nonexistent/model", check=False)
     assert p.returncode == 1 and "/nonexistent/model" in p.stderr
+
+
+def test_bench_on_cuda_or_says_no_device(subq_bin, data_dir, tmp_path):
+    """bench --device cuda: every cell measured on the GPU (named in the JSON) where one is present;
+    elsewhere a clear error and exit code 1."""
+    out = tmp_path / "b.json"
+    p = run_subq(subq_bin, "bench", "--model", data_dir / "stories260K" / "hf", *TINY, "--prompt-lengths", "16,64",
+                 "--batch", "1,4", "--device", "cuda", "--json", out, check=False)
+    if p.returncode != 0:
+        assert p.returncode == 1 and "no CUDA device" in p.stderr, p.stderr
+        return
+    j = json.loads(out.read_text())
+    assert j["device"] != "cpu"
+    m = j["models"][0]
+    for c in m["prefill"]:
+        assert c["prefill_tok_s"] > 0 and c["decode_tok_s"] > 0 and 0 < c["state_bytes"] <= c["state_capacity_bytes"]
+    assert m["prefill"][1]["state_bytes"] > m["prefill"][0]["state_bytes"]  # the KV cache fills
+    for c, B in zip(m["batch"], (1, 4)):
+        assert c["batch"] == B and c["aggregate_tok_s"] > 0

@@ -84,3 +84,20 @@ def test_generate_on_cuda_matches_cpu_or_says_no_device(subq_bin, data_dir):
         assert "no CUDA device" in gpu.stderr
     else:
         assert gpu.stdout == cpu.stdout
+
+
+def test_eval_on_cuda_matches_cpu_or_says_no_device(subq_bin, data_dir):
+    """eval --device cuda: the CPU's perplexity within 2% (bf16 weights and activations on the GPU) where a
+    GPU is present, on the whole-window and the decode path; elsewhere a clear error and exit code 1."""
+    d = data_dir / "stories260K"
+    for piece in ("0", "1"):
+        args = ["eval", "--model", d / "hf", "--text", data_dir / "text" / "tinystories-sample.txt", "--json",
+                "--max-tokens", "600", "--window", "256", "--piece", piece]
+        cpu = json.loads(run_subq(subq_bin, *args).stdout)
+        gpu = run_subq(subq_bin, *args, "--device", "cuda", check=False)
+        if gpu.returncode != 0:
+            assert gpu.returncode == 1 and "no CUDA device" in gpu.stderr, gpu.stderr
+            return
+        g = json.loads(gpu.stdout)
+        assert g["device"] == "cuda" and g["tokens"] == cpu["tokens"]
+        assert abs(g["perplexity"] / cpu["perplexity"] - 1) < 0.02, (piece, g["perplexity"], cpu["perplexity"])

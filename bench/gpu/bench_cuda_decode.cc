@@ -13,20 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "gpu_bench_util.h"
 #include "engine_cuda/cuda_runner.h"
 
 using namespace subq;
 using namespace subq::cuda;
+using subq::cuda::bench::CopyBandwidth;
+using subq::cuda::bench::ParseList;
 
 namespace {
-
-std::vector<int> ParseList(const char* s) {
-  std::vector<int> v;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) v.push_back(std::stoi(item));
-  return v;
-}
 
 ModelConfig Llama1B() {
   ModelConfig c;
@@ -44,26 +39,6 @@ ModelConfig Llamba1B() {
   c.dm2.d_state = 64, c.dm2.n_qk_heads = 32, c.dm2.n_v_heads = 32, c.dm2.head_dim = 64, c.dm2.conv_kernel = 4;
   c.layers.assign(c.n_layers, LayerConfig{MixerKind::kDiscreteMamba2, {}});
   return c;
-}
-
-double CopyBandwidth() {  // bytes read + written per second, 2 GiB device-to-device
-  const size_t n = size_t(2) << 30;
-  void *a, *b;
-  SUBQ_CUDA_CHECK(cudaMalloc(&a, n));
-  SUBQ_CUDA_CHECK(cudaMalloc(&b, n));
-  FillUniform(nullptr, static_cast<float*>(a), n / 4, 7, -1.0f, 1.0f);
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
-  for (int i = 0; i < 3; ++i) SUBQ_CUDA_CHECK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
-  const int reps = 10;
-  cudaEventRecord(e0);
-  for (int i = 0; i < reps; ++i) SUBQ_CUDA_CHECK(cudaMemcpyAsync(i % 2 ? a : b, i % 2 ? b : a, n, cudaMemcpyDeviceToDevice));
-  cudaEventRecord(e1);
-  cudaEventSynchronize(e1);
-  float ms;
-  cudaEventElapsedTime(&ms, e0, e1);
-  cudaFree(a), cudaFree(b);
-  return 2.0 * n * reps / (ms * 1e-3);
 }
 
 // Microseconds per SsdStep call over `rows` sequences: the mean over 20 replays (after warm-up) of a graph

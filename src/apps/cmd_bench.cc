@@ -9,6 +9,9 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "eval/bench.h"
+#ifdef SUBQ_HAVE_CUDA
+#include "apps/cuda_device.h"
+#endif
 
 namespace subq {
 namespace {
@@ -42,7 +45,7 @@ Result<std::vector<int>> ParseList(const std::string& flag, const std::string& s
 }
 
 int RunBench(BenchCliOptions& o) {
-  if (o.device != "cpu") return ReportError(Errorf("--device {}: only cpu is supported", o.device));
+  if (Status d = RequireDevice(o.device); !d.ok()) return ReportError(d);
   auto pl = ParseList("--prompt-lengths", o.prompt_lengths, 1);
   if (!pl.ok()) return ReportError(pl.status());
   auto bs = ParseList("--batch", o.batches, 1);
@@ -50,12 +53,24 @@ int RunBench(BenchCliOptions& o) {
   o.bench.prompt_lengths = *pl, o.bench.batches = *bs;
   o.bench.memory_limit = static_cast<size_t>(o.memory_limit_mb * 1e6);
   o.bench.progress = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
+#ifdef SUBQ_HAVE_CUDA
+  if (o.device == "cuda") o.bench.device = CudaDeviceName();
+#endif
   std::vector<ModelBench> results;
   for (const std::string& path : o.models) {
     std::fprintf(stderr, "bench: loading %s\n", path.c_str());
     auto lm = LoadModel(path, "", /*load_tokenizer=*/false);
     if (!lm.ok()) return ReportError(lm.status());
-    auto r = BenchModel(*lm->model, path, o.bench);
+    auto bench = [&]() -> Result<ModelBench> {
+#ifdef SUBQ_HAVE_CUDA
+      if (o.device == "cuda") {
+        SUBQ_ASSIGN_OR_RETURN(auto backend, CudaBenchBackend(*lm, o.bench.max_tokens, o.bench.memory_limit));
+        return BenchModel(*backend, path, o.bench);
+      }
+#endif
+      return BenchModel(*lm->model, path, o.bench);
+    };
+    auto r = bench();
     if (!r.ok()) return ReportError(r.status());
     std::printf("%s\n", BenchTable(*r, o.bench).c_str());
     std::fflush(stdout);
@@ -82,7 +97,7 @@ void AddBenchCommand(CLI::App& app) {
   o->bench.threads = Threads::Default().n;
   CLI::App* c = app.add_subcommand("bench", "Throughput: prefill, decode vs context, batched decode, state bytes");
   c->add_option("--model", o->models, "model path (repeat to compare models side by side)")->required();
-  c->add_option("--device", o->device, "device (cpu)");
+  c->add_option("--device", o->device, "cpu or cuda (the GPU: prefill, decode and batched decode on the device)");
   c->add_option("--threads", o->bench.threads, "threads (default SUBQ_THREADS or all CPUs)")
       ->check(CLI::PositiveNumber);
   c->add_option("--prompt-lengths", o->prompt_lengths, "prompt lengths: prefill, then decode at that context");

@@ -15,12 +15,15 @@
 #include "eval/perplexity.h"
 #include "eval/probe_score.h"
 #include "eval/text_data.h"
+#ifdef SUBQ_HAVE_CUDA
+#include "apps/cuda_device.h"
+#endif
 
 namespace subq {
 namespace {
 
 struct EvalOptions {
-  std::string model, tokenizer, text, state_dtype = "f32";
+  std::string model, tokenizer, text, state_dtype = "f32", device = "cpu";
   bool json = false, no_check_weights = false, allow_longer = false;
   int window = 0, stride = 0, piece = -1;
   int64_t max_tokens = 0;
@@ -57,6 +60,7 @@ int RunProbeEval(const EvalOptions& o) {
 }
 
 int RunEval(const EvalOptions& o) {
+  if (Status d = RequireDevice(o.device, o.state_dtype); !d.ok()) return ReportError(d);
   auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights, o.state_dtype);
   if (!lm.ok()) return ReportError(lm.status());
   // With a bf16 state, also score the f32-state model (same weights) to report the change.
@@ -79,8 +83,16 @@ int RunEval(const EvalOptions& o) {
   const int stride = o.stride > 0 ? o.stride : std::max(1, window / 2);
   // A bf16 state matters where it is stored between calls: by default score it on the decode path.
   const int piece = o.piece >= 0 ? o.piece : (f32_model ? 1 : 0);
+  std::unique_ptr<LogitsSource> source = LogitsOf(*lm->model, piece > 0 ? piece : window);
+#ifdef SUBQ_HAVE_CUDA
+  if (o.device == "cuda") {
+    auto s = CudaLogitsSource(*lm, window, piece > 0 ? piece : window);
+    if (!s.ok()) return ReportError(s.status());
+    source = std::move(*s);
+  }
+#endif
   auto t0 = std::chrono::steady_clock::now();
-  auto r = Perplexity(*lm->model, tokens, window, stride, [&](int64_t done, int64_t total) {
+  auto r = Perplexity(*source, tokens, window, stride, [&](int64_t done, int64_t total) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "\reval: %lld/%lld tokens  %.0f tok/s", static_cast<long long>(done),
                  static_cast<long long>(total), done / std::max(s, 1e-9));
@@ -98,7 +110,8 @@ int RunEval(const EvalOptions& o) {
   if (o.json) {
     nlohmann::json j = {{"model", o.model}, {"text", o.text},     {"perplexity", r->perplexity},
                         {"nll", r->nll},    {"tokens", r->tokens}, {"window", window},
-                        {"stride", stride}, {"state_dtype", o.state_dtype}, {"piece", piece}};
+                        {"stride", stride}, {"state_dtype", o.state_dtype}, {"piece", piece},
+                        {"device", o.device}};
     if (f32_model) {
       j["perplexity_f32_state"] = f32_ppl;
       j["perplexity_change"] = r->perplexity - f32_ppl;
@@ -136,9 +149,11 @@ void AddEvalCommand(CLI::App& app) {
   c->get_option("--probe")->excludes(text);
   c->add_option("--batch-tokens", o->batch_tokens, "probe: tokens per Forward call (default 2048)")
       ->check(CLI::PositiveNumber);
+  c->add_option("--device", o->device, "cpu or cuda (perplexity on the GPU)")->check(CLI::IsMember({"cpu", "cuda"}));
   c->callback([o, c] {
     if (c->count("--probe") > 0) {
-      ExitCode() = RunProbeEval(*o);
+      ExitCode() = o->device == "cpu" ? RunProbeEval(*o)
+                                      : ReportError(Errorf("eval --probe runs on the CPU engine (drop --device {})", o->device));
     } else if (c->count("--text") > 0) {
       ExitCode() = RunEval(*o);
     } else {

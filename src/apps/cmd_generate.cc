@@ -9,7 +9,7 @@
 #include "apps/common.h"
 #include "model/sampler.h"
 #ifdef SUBQ_HAVE_CUDA
-#include "apps/generate_cuda.h"
+#include "apps/cuda_device.h"
 #endif
 
 namespace subq {
@@ -24,14 +24,7 @@ struct GenerateOptions {
 };
 
 int RunGenerate(const GenerateOptions& o) {
-  if (o.device == "cuda") {
-#ifdef SUBQ_HAVE_CUDA
-    if (const std::string why = CudaUnavailableReason(); !why.empty()) return ReportError(Status::Error(why));
-#else
-    return ReportError(Errorf("no CUDA device: this subq was built without the CUDA backend (no nvcc at configure time)"));
-#endif
-    if (o.state_dtype != "f32") return ReportError(Errorf("--device cuda keeps recurrent state in f32 (no --state-dtype)"));
-  }
+  if (Status d = RequireDevice(o.device, o.state_dtype); !d.ok()) return ReportError(d);
   auto t0 = std::chrono::steady_clock::now();
   if (Status v = ValidateSamplerConfig(o.sampler); !v.ok()) return ReportError(v);
   auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights, o.state_dtype);

@@ -1,4 +1,7 @@
 #include "apps/common.h"
+#ifdef SUBQ_HAVE_CUDA
+#include "apps/cuda_device.h"
+#endif
 
 #include <cstdio>
 #include <sstream>
@@ -68,6 +71,18 @@ void AddProbeOptions(CLI::App* c, ProbeOptions* o, bool required) {
   c->add_option("--queries", o->spec.queries, "mqar: keys asked per example (default 8)");
   c->add_option("--length", o->spec.length, "parity, modular: terms per example (default 16)");
   c->add_option("--modulus", o->spec.modulus, "modular: the modulus (default 5)");
+}
+
+Status RequireDevice(const std::string& device, const std::string& state_dtype) {
+  if (device == "cpu") return Status::Ok();
+  if (device != "cuda") return Errorf("--device {}: expected cpu or cuda", device);
+#ifdef SUBQ_HAVE_CUDA
+  if (const std::string why = CudaUnavailableReason(); !why.empty()) return Status::Error(why);
+#else
+  return Errorf("no CUDA device: this subq was built without the CUDA backend (no nvcc at configure time)");
+#endif
+  if (state_dtype != "f32") return Errorf("--device cuda keeps recurrent state in f32 (no --state-dtype {})", state_dtype);
+  return Status::Ok();
 }
 
 int ReportError(const Status& s) {

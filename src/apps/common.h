@@ -46,6 +46,11 @@ struct ProbeOptions {
 // Adds --probe NAME (required when `required`), --n, --seed, --pairs, --queries, --length, --modulus.
 void AddProbeOptions(CLI::App* c, ProbeOptions* o, bool required);
 
+// Ok when `device` ("cpu" or "cuda") can run here with that recurrent-state precision; else the reason
+// ("no CUDA device: ..." without a usable GPU or without the CUDA backend in this build). Every command
+// with --device checks this first.
+Status RequireDevice(const std::string& device, const std::string& state_dtype = "f32");
+
 // Prints "subq: error: <message>" to stderr and returns the exit code 1.
 int ReportError(const Status& s);
 

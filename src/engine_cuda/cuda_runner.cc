@@ -35,41 +35,29 @@ CudaRunner::CudaRunner(const CudaModel& model, int max_slots, int max_context, i
   const size_t slots = max_slots_ + 1;
   size_t proj = std::max({d.qkv_width(), 2 * d.hidden, 1}), conv = 1, wide_y = 1;
   int attn_heads = std::max(d.H, 1), attn_hd = std::max(d.hd, 8);
-  for (const DeviceLayer& L : m_.layers()) {
-    Pools pl;
+  pools_ = Shapes(m_);
+  for (size_t l = 0; l < pools_.size(); ++l) {
+    const DeviceLayer& L = m_.layers()[l];
+    Pools& pl = pools_[l];
     proj = std::max<size_t>(proj, Ld(L));
-    if (L.kind == MixerKind::kAttention) {
-      has_attention_ = true;
-      pl.kv_width = d.KV * d.hd;
-    } else if (L.kind == MixerKind::kMamba2 || L.kind == MixerKind::kDiscreteMamba2) {
-      pl.per[0] = size_t(d.K - 1) * d.conv_dim, pl.per[1] = size_t(d.ssm_H) * d.ssm_P * d.ssm_N;
+    has_attention_ |= pl.kv_width > 0;
+    if (L.kind == MixerKind::kMamba2 || L.kind == MixerKind::kDiscreteMamba2) {
       conv = std::max<size_t>(conv, d.conv_dim), wide_y = std::max<size_t>(wide_y, d.d_inner);
-      if (L.n_kept > 0) {
-        has_attention_ = true;
-        pl.kv_width = L.n_kept * d.ssm_P;
-        attn_heads = std::max(attn_heads, L.n_kept), attn_hd = std::max(attn_hd, d.ssm_P);
-      }
-    } else if (L.kind == MixerKind::kMamba3) {
-      pl.per[0] = size_t(d.m3_H) * d.m3_NA, pl.per[1] = size_t(d.m3_H) * d.m3_P * d.m3_N;
-      pl.per[2] = size_t(d.m3_R) * d.m3_H * d.m3_N, pl.per[3] = size_t(d.m3_H) * d.m3_P;
-    } else {
-      const size_t cd = 2 * d.gdn_Ck() + d.gdn_Cv();
-      pl.per[0] = (d.gdn_K - 1) * cd, pl.per[1] = size_t(d.gdn_Hv) * d.gdn_dv * d.gdn_dk;
-      conv = std::max(conv, cd), wide_y = std::max<size_t>(wide_y, d.gdn_Cv());
+      if (L.n_kept > 0) attn_heads = std::max(attn_heads, L.n_kept), attn_hd = std::max(attn_hd, d.ssm_P);
+    } else if (L.kind == MixerKind::kGatedDeltaNet) {
+      conv = std::max<size_t>(conv, 2 * d.gdn_Ck() + d.gdn_Cv()), wide_y = std::max<size_t>(wide_y, d.gdn_Cv());
     }
     for (int i = 0; i < 4; ++i)
       if (pl.per[i] > 0) {
         pl.f[i] = static_cast<float*>(alloc(slots * pl.per[i] * sizeof(float)));
         SUBQ_CUDA_CHECK(cudaMemset(pl.f[i], 0, slots * pl.per[i] * sizeof(float)));
-        state_bytes_per_slot_ += pl.per[i] * sizeof(float);
       }
     if (pl.kv_width > 0) {
       const size_t kv = slots * size_t(max_context_) * pl.kv_width * sizeof(bf16);
       pl.kc = static_cast<bf16*>(alloc(kv)), pl.vc = static_cast<bf16*>(alloc(kv));
-      state_bytes_per_slot_ += 2 * size_t(max_context_) * pl.kv_width * sizeof(bf16);
     }
-    pools_.push_back(pl);
   }
+  state_bytes_per_slot_ = SlotBytes(m_, max_context_);
   const size_t m3_di = size_t(d.m3_H) * d.m3_P;
   const size_t wide = std::max({size_t(d.dim), size_t(d.d_inner), size_t(d.H) * d.hd, m3_di, size_t(d.gdn_Cv()), size_t(1)});
   x_ = static_cast<float*>(alloc(R * d.dim * sizeof(float)));
@@ -105,6 +93,40 @@ CudaRunner::CudaRunner(const CudaModel& model, int max_slots, int max_context, i
   std::fill(h_io_, h_io_ + 5 * R, 0);
   std::fill(h_fio_, h_fio_ + 3 * R, 0.0f);
   SUBQ_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+std::vector<CudaRunner::Pools> CudaRunner::Shapes(const CudaModel& model) {
+  const ModelDims& d = model.dims();
+  std::vector<Pools> out;
+  for (const DeviceLayer& L : model.layers()) {
+    Pools pl;
+    if (L.kind == MixerKind::kAttention) {
+      pl.kv_width = d.KV * d.hd;
+    } else if (L.kind == MixerKind::kMamba2 || L.kind == MixerKind::kDiscreteMamba2) {
+      pl.per[0] = size_t(d.K - 1) * d.conv_dim, pl.per[1] = size_t(d.ssm_H) * d.ssm_P * d.ssm_N;
+      pl.kv_width = L.n_kept * d.ssm_P;
+    } else if (L.kind == MixerKind::kMamba3) {
+      pl.per[0] = size_t(d.m3_H) * d.m3_NA, pl.per[1] = size_t(d.m3_H) * d.m3_P * d.m3_N;
+      pl.per[2] = size_t(d.m3_R) * d.m3_H * d.m3_N, pl.per[3] = size_t(d.m3_H) * d.m3_P;
+    } else {
+      pl.per[0] = size_t(d.gdn_K - 1) * (2 * d.gdn_Ck() + d.gdn_Cv());
+      pl.per[1] = size_t(d.gdn_Hv) * d.gdn_dv * d.gdn_dk;
+    }
+    out.push_back(pl);
+  }
+  return out;
+}
+
+size_t CudaRunner::SlotBytes(const CudaModel& model, int max_context) {
+  size_t n = 0;
+  for (const Pools& pl : Shapes(model))
+    n += (pl.per[0] + pl.per[1] + pl.per[2] + pl.per[3]) * sizeof(float) +
+         2 * size_t(max_context) * pl.kv_width * sizeof(bf16);
+  return n;
+}
+
+size_t CudaRunner::StateBytesUsed(int slot) const {
+  return SlotBytes(m_, 0) + (SlotBytes(m_, 1) - SlotBytes(m_, 0)) * size_t(pos_[slot]);
 }
 
 CudaRunner::~CudaRunner() {

@@ -49,6 +49,10 @@ class CudaRunner {
   void FillStatesRandom(uint64_t seed);
   void SetPosition(int slot, int pos) { pos_[slot] = pos; }
   size_t StateBytesPerSlot() const { return state_bytes_per_slot_; }
+  // Bytes a slot holds now: recurrent state plus the filled part of its KV caches.
+  size_t StateBytesUsed(int slot) const;
+  // Bytes each slot of a runner of `max_context` tokens allocates (recurrent state + KV capacity).
+  static size_t SlotBytes(const CudaModel& model, int max_context);
   // Device bytes of activations, logits and scratch (not weights, not states).
   size_t WorkspaceBytes() const { return workspace_bytes_; }
 
@@ -62,6 +66,8 @@ class CudaRunner {
     bf16 *kc = nullptr, *vc = nullptr;
     int kv_width = 0;
   };
+  // Each layer's pool shapes (per[], kv_width; no memory).
+  static std::vector<Pools> Shapes(const CudaModel& model);
   struct Graph {
     cudaGraphExec_t exec = nullptr;
   };

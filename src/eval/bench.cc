@@ -37,23 +37,6 @@ Result<double> MedianTime(double min_seconds, const std::function<Result<double>
 
 int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
 
-// Bytes a sequence of n tokens allocates: fixed + per_token * n, read off two small sequences (so a
-// large request is checked before anything of its size is allocated).
-struct StateCost {
-  size_t fixed = 0, per_token = 0;
-  size_t For(int n) const { return fixed + per_token * static_cast<size_t>(n); }
-};
-Result<StateCost> MeasureStateCost(const Model& m) {
-  const int n2 = std::min(m.context_limit(), 257);
-  SUBQ_ASSIGN_OR_RETURN(SequenceState a, m.NewSequence(1));
-  if (n2 <= 1) return StateCost{a.CapacityBytes(), 0};
-  SUBQ_ASSIGN_OR_RETURN(SequenceState b, m.NewSequence(n2));
-  StateCost c;
-  c.per_token = (b.CapacityBytes() - a.CapacityBytes()) / (n2 - 1);
-  c.fixed = a.CapacityBytes() - std::min(a.CapacityBytes(), c.per_token);
-  return c;
-}
-
 size_t ReadKb(const std::string& file, const std::string& key) {  // "Key:  123 kB" lines
   std::ifstream f(file);
   std::string line;
@@ -62,11 +45,78 @@ size_t ReadKb(const std::string& file, const std::string& key) {  // "Key:  123 
   return 0;
 }
 
-size_t AvailableBytes(const BenchOptions& o) {
-  return o.memory_limit > 0 ? o.memory_limit : ReadKb("/proc/meminfo", "MemAvailable");
-}
-
 std::string GiB(size_t b) { return fmt::format("{:.2f} GiB", b / 1073741824.0); }
+
+// The CPU engine: SequenceStates of the model, one Workspace, greedy picks on the host.
+class CpuBackend : public BenchBackend {
+ public:
+  CpuBackend(const Model& m, const BenchOptions& o)
+      : m_(m), o_(o), ws_(m, std::max(o.max_tokens, *std::max_element(o.batches.begin(), o.batches.end())),
+                          Threads{o.threads}) {}
+  // Bytes a sequence of n tokens allocates: fixed + per_token * n, read off two small sequences (so a
+  // large request is checked before anything of its size is allocated).
+  Status Init() {
+    const int n2 = std::min(m_.context_limit(), 257);
+    SUBQ_ASSIGN_OR_RETURN(SequenceState a, m_.NewSequence(1));
+    if (n2 <= 1) {
+      fixed_ = a.CapacityBytes();
+      return Status::Ok();
+    }
+    SUBQ_ASSIGN_OR_RETURN(SequenceState b, m_.NewSequence(n2));
+    per_token_ = (b.CapacityBytes() - a.CapacityBytes()) / (n2 - 1);
+    fixed_ = a.CapacityBytes() - std::min(a.CapacityBytes(), per_token_);
+    return Status::Ok();
+  }
+  const ModelConfig& config() const override { return m_.config(); }
+  int context_limit() const override { return m_.context_limit(); }
+  size_t WeightBytes() const override { return m_.WeightBytes(); }
+  size_t WorkspaceBytes() const override { return ws_.Bytes(); }
+  size_t SequenceBytes(int n) const override { return fixed_ + per_token_ * static_cast<size_t>(n); }
+  size_t AvailableBytes() const override {
+    return o_.memory_limit > 0 ? o_.memory_limit : ReadKb("/proc/meminfo", "MemAvailable");
+  }
+  Status Reserve(int seqs, int cap) override {
+    cap_ = std::max(cap, 1);
+    seqs_.clear();
+    seqs_.resize(seqs);
+    logits_.assign(static_cast<size_t>(seqs) * m_.config().vocab_size, 0.0f);
+    for (int i = 0; i < seqs; ++i) SUBQ_RETURN_IF_ERROR(Fresh(i));
+    return Status::Ok();
+  }
+  Status Fresh(int id) override {
+    SUBQ_ASSIGN_OR_RETURN(seqs_[id], m_.NewSequence(cap_));
+    return Status::Ok();
+  }
+  Status Copy(int from, int to) override {
+    seqs_[to] = seqs_[from].Copy();
+    return Status::Ok();
+  }
+  Status Prefill(int id, const int* tokens, int n, int* next) override {
+    SUBQ_RETURN_IF_ERROR(m_.Forward(tokens, n, seqs_[id], ws_, logits_.data()));
+    *next = Argmax(logits_.data(), m_.config().vocab_size);
+    return Status::Ok();
+  }
+  Status Step(int B, const int* ids, int* tokens) override {
+    const int V = m_.config().vocab_size;
+    in_.resize(B);
+    for (int b = 0; b < B; ++b) in_[b] = SeqInput{&tokens[b], 1, &seqs_[ids[b]], logits_.data() + size_t(b) * V, false};
+    SUBQ_RETURN_IF_ERROR(m_.Forward(in_, ws_));
+    for (int b = 0; b < B; ++b) tokens[b] = Argmax(logits_.data() + size_t(b) * V, V);
+    return Status::Ok();
+  }
+  size_t StateBytes(int id) const override { return seqs_[id].Bytes(); }
+  size_t StateCapacityBytes(int id) const override { return seqs_[id].CapacityBytes(); }
+
+ private:
+  const Model& m_;
+  const BenchOptions& o_;
+  Workspace ws_;
+  size_t fixed_ = 0, per_token_ = 0;
+  int cap_ = 1;
+  std::vector<SequenceState> seqs_;
+  std::vector<float> logits_;
+  std::vector<SeqInput> in_;
+};
 
 // Resets the kernel's peak-RSS mark (Linux: clear_refs 5), so a later PeakRss() is this model's.
 void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
@@ -79,41 +129,34 @@ size_t PeakRss() {
 
 class Bencher {
  public:
-  Bencher(const Model& m, const BenchOptions& o, Workspace& ws, const StateCost& cost)
-      : m_(m), o_(o), ws_(ws), cost_(cost), vocab_(m.config().vocab_size), logits_(vocab_) {
+  Bencher(BenchBackend& b, const BenchOptions& o) : b_(b), o_(o) {
     std::mt19937 rng(1234);
-    std::uniform_int_distribution<int> tok(0, vocab_ - 1);
+    std::uniform_int_distribution<int> tok(0, b.config().vocab_size - 1);
     const int longest = *std::max_element(o.prompt_lengths.begin(), o.prompt_lengths.end());
     prompt_.resize(std::max({longest, o.batch_context, 128}));
     for (int& t : prompt_) t = tok(rng);
   }
 
-  // "" when a sequence of n tokens (times `copies`, plus `extra` bytes) fits; else the reason.
+  // "" when `copies` sequences of n tokens (plus `extra` bytes) fit; else the reason.
   std::string CheckFits(int n, int copies, size_t extra) const {
-    if (n > m_.context_limit()) return fmt::format("beyond context limit ({} tokens)", m_.context_limit());
-    const size_t need = cost_.For(n) * copies + extra, avail = AvailableBytes(o_);
+    if (n > b_.context_limit()) return fmt::format("beyond context limit ({} tokens)", b_.context_limit());
+    const size_t need = b_.SequenceBytes(n) * copies + extra, avail = b_.AvailableBytes();
     if (need > avail) return fmt::format("out of memory (needs {}, {} available)", GiB(need), GiB(avail));
     return "";
   }
 
-  // Feeds prompt_[0, n) to a fresh sequence of capacity cap; returns the seconds to the first token.
-  Result<double> Prefill(int n, int cap, SequenceState* seq, int* next) {
-    SUBQ_ASSIGN_OR_RETURN(*seq, m_.NewSequence(std::max(cap, 1)));
+  // Feeds prompt_[0, n) to a fresh sequence id; returns the seconds to the first token.
+  Result<double> Prefill(int id, int n, int* next) {
+    SUBQ_RETURN_IF_ERROR(b_.Fresh(id));
     const auto t0 = Clock::now();
-    if (n > 0) {
-      SUBQ_RETURN_IF_ERROR(m_.Forward(prompt_.data(), n, *seq, ws_, logits_.data()));
-      *next = Argmax(logits_.data(), vocab_);
-    }
+    if (n > 0) SUBQ_RETURN_IF_ERROR(b_.Prefill(id, prompt_.data(), n, next));
     return Seconds(t0);
   }
 
-  Result<double> Decode(SequenceState& seq, int first, int steps) {
+  Result<double> Decode(int id, int first, int steps) {
     int tok = first;
     const auto t0 = Clock::now();
-    for (int i = 0; i < steps; ++i) {
-      SUBQ_RETURN_IF_ERROR(m_.Forward(&tok, 1, seq, ws_, logits_.data()));
-      tok = Argmax(logits_.data(), vocab_);
-    }
+    for (int i = 0; i < steps; ++i) SUBQ_RETURN_IF_ERROR(b_.Step(1, &id, &tok));
     return Seconds(t0);
   }
 
@@ -124,20 +167,18 @@ class Bencher {
     if (!c.skip.empty()) return c;
     c.decode_skip = CheckFits(L + o_.gen, 1, 0);
     const int cap = c.decode_skip.empty() ? L + o_.gen : L;
-    SequenceState seq;
+    SUBQ_RETURN_IF_ERROR(b_.Reserve(2, cap));  // 0: the sequence, 1: its state after the prompt
     int next = 0;
-    SUBQ_ASSIGN_OR_RETURN(c.ttft_s, MedianTime(o_.min_seconds, [&] { return Prefill(L, cap, &seq, &next); },
+    SUBQ_ASSIGN_OR_RETURN(c.ttft_s, MedianTime(o_.min_seconds, [&] { return Prefill(0, L, &next); },
                                                [] { return Status::Ok(); }));
     c.tok_s = L / c.ttft_s;
     if (c.decode_skip.empty()) {
-      const SequenceState after_prompt = seq.Snapshot();
-      SUBQ_ASSIGN_OR_RETURN(double t, MedianTime(o_.min_seconds, [&] { return Decode(seq, next, o_.gen); }, [&] {
-                              seq.Restore(after_prompt);
-                              return Status::Ok();
-                            }));
+      SUBQ_RETURN_IF_ERROR(b_.Copy(0, 1));
+      SUBQ_ASSIGN_OR_RETURN(double t, MedianTime(o_.min_seconds, [&] { return Decode(0, next, o_.gen); },
+                                                 [&] { return b_.Copy(1, 0); }));
       c.decode_tok_s = o_.gen / t;
     }
-    c.state_bytes = seq.Bytes(), c.state_capacity_bytes = seq.CapacityBytes();
+    c.state_bytes = b_.StateBytes(0), c.state_capacity_bytes = b_.StateCapacityBytes(0);
     return c;
   }
 
@@ -145,57 +186,52 @@ class Bencher {
     BatchCell c;
     c.batch = B;
     const int n = o_.batch_context + o_.gen;
-    c.skip = CheckFits(n, B, static_cast<size_t>(B) * vocab_ * sizeof(float));
+    c.skip = CheckFits(n, B, static_cast<size_t>(B) * b_.config().vocab_size * sizeof(float));
     if (!c.skip.empty()) return c;
-    if (!have_proto_) {  // every sequence starts from one prefilled prompt (copied B times)
-      SUBQ_ASSIGN_OR_RETURN(double t, Prefill(o_.batch_context, n, &proto_, &proto_next_));
-      (void)t;
-      have_proto_ = true;
-    }
-    std::vector<SequenceState> seqs(B);
-    std::vector<float> logits(static_cast<size_t>(B) * vocab_);
-    std::vector<int> toks(B);
-    std::vector<SeqInput> in(B);
-    auto reset = [&] {
-      for (int b = 0; b < B; ++b) {
-        seqs[b] = proto_.Copy();
-        toks[b] = proto_next_;
-        in[b] = SeqInput{&toks[b], 1, &seqs[b], logits.data() + static_cast<size_t>(b) * vocab_, false};
+    // Every sequence starts from one prefilled prompt (sequence B), copied B times.
+    SUBQ_RETURN_IF_ERROR(b_.Reserve(B + 1, n));
+    int proto_next = 0;
+    SUBQ_ASSIGN_OR_RETURN(double t0, Prefill(B, o_.batch_context, &proto_next));
+    (void)t0;
+    std::vector<int> ids(B), toks(B);
+    for (int i = 0; i < B; ++i) ids[i] = i;
+    auto reset = [&]() -> Status {
+      for (int i = 0; i < B; ++i) {
+        SUBQ_RETURN_IF_ERROR(b_.Copy(B, i));
+        toks[i] = proto_next;
       }
       return Status::Ok();
     };
     auto once = [&]() -> Result<double> {
-      const auto t0 = Clock::now();
-      for (int i = 0; i < o_.gen; ++i) {
-        SUBQ_RETURN_IF_ERROR(m_.Forward(in, ws_));
-        for (int b = 0; b < B; ++b) toks[b] = Argmax(logits.data() + static_cast<size_t>(b) * vocab_, vocab_);
-      }
-      return Seconds(t0);
+      const auto t = Clock::now();
+      for (int i = 0; i < o_.gen; ++i) SUBQ_RETURN_IF_ERROR(b_.Step(B, ids.data(), toks.data()));
+      return Seconds(t);
     };
     SUBQ_RETURN_IF_ERROR(reset());
     SUBQ_ASSIGN_OR_RETURN(double t, MedianTime(o_.min_seconds, once, reset));
     c.tok_s_per_seq = o_.gen / t;
     c.aggregate_tok_s = c.tok_s_per_seq * B;
-    c.state_bytes_per_seq = seqs[0].Bytes(), c.state_capacity_bytes_per_seq = seqs[0].CapacityBytes();
+    c.state_bytes_per_seq = b_.StateBytes(0), c.state_capacity_bytes_per_seq = b_.StateCapacityBytes(0);
     return c;
   }
 
  private:
-  const Model& m_;
+  BenchBackend& b_;
   const BenchOptions& o_;
-  Workspace& ws_;
-  StateCost cost_;
-  int vocab_;
-  std::vector<float> logits_;
   std::vector<int> prompt_;
-  SequenceState proto_;
-  bool have_proto_ = false;
-  int proto_next_ = 0;
 };
 
 }  // namespace
 
 Result<ModelBench> BenchModel(const Model& model, const std::string& name, const BenchOptions& o) {
+  if (o.threads < 1 || o.max_tokens < 1 || o.batches.empty())
+    return Errorf("bench: threads and max_tokens must be >= 1, and batch sizes given");
+  CpuBackend b(model, o);
+  SUBQ_RETURN_IF_ERROR(b.Init());
+  return BenchModel(b, name, o);
+}
+
+Result<ModelBench> BenchModel(BenchBackend& backend, const std::string& name, const BenchOptions& o) {
   auto say = [&](const std::string& s) {
     if (o.progress) o.progress(fmt::format("bench: {}: {}", name, s));
   };
@@ -205,25 +241,22 @@ Result<ModelBench> BenchModel(const Model& model, const std::string& name, const
   ResetPeakRss();
   ModelBench r;
   r.name = name;
-  r.family = model.config().family;
-  r.context_limit = model.context_limit() == INT_MAX ? 0 : model.context_limit();
-  r.weight_bytes = model.WeightBytes();
-  const int rows = std::max(o.max_tokens, *std::max_element(o.batches.begin(), o.batches.end()));
-  Workspace ws(model, rows, Threads{o.threads});
-  r.workspace_bytes = ws.Bytes();
-  SUBQ_ASSIGN_OR_RETURN(StateCost cost, MeasureStateCost(model));
-  Bencher b(model, o, ws, cost);
+  r.family = backend.config().family;
+  r.context_limit = backend.context_limit() == INT_MAX ? 0 : backend.context_limit();
+  r.weight_bytes = backend.WeightBytes();
+  Bencher b(backend, o);
 
   const auto t0 = Clock::now();  // warm-up: a short prompt and a few decode steps, untimed
   {
-    const int n = std::max(1, std::min(128, model.context_limit() - 8));
-    SequenceState seq;
+    const int n = std::max(1, std::min(128, backend.context_limit() - 8));
+    SUBQ_RETURN_IF_ERROR(backend.Reserve(1, n + 8));
     int next = 0;
-    SUBQ_ASSIGN_OR_RETURN(double t, b.Prefill(n, n + 8, &seq, &next));
-    SUBQ_ASSIGN_OR_RETURN(double t2, b.Decode(seq, next, 8));
+    SUBQ_ASSIGN_OR_RETURN(double t, b.Prefill(0, n, &next));
+    SUBQ_ASSIGN_OR_RETURN(double t2, b.Decode(0, next, 8));
     (void)t, (void)t2;
   }
   r.warmup_s = Seconds(t0);
+  r.workspace_bytes = backend.WorkspaceBytes();
   say(fmt::format("warm-up {:.2f} s, weights {}, workspace {}", r.warmup_s, GiB(r.weight_bytes),
                   GiB(r.workspace_bytes)));
   for (int L : o.prompt_lengths) {

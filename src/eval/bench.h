@@ -26,6 +26,7 @@ struct BenchOptions {
   double min_seconds = 0.5; // a cell faster than this is repeated (at most 5 runs) and the median kept
   size_t memory_limit = 0;  // bytes a cell may allocate (0: MemAvailable of /proc/meminfo)
   std::function<void(const std::string&)> progress;  // one line per step (e.g. to stderr)
+  std::string device = "cpu";  // where the models ran: "cpu", or the GPU's name (JSON "device")
 };
 
 // A measured cell, or the reason it was skipped (skip non-empty, numbers 0).
@@ -56,7 +57,31 @@ struct ModelBench {
   std::vector<BatchCell> batch;     // one per batch size
 };
 
-// Runs every cell on `model` after a warm-up. Errors only for a failing Forward (not for skipped cells).
+// What the bench drives: the CPU engine (BenchModel(Model)) or another device's runner
+// (apps/cuda_device.h). Sequences are numbered 0.. within the last Reserve; next tokens are greedy.
+class BenchBackend {
+ public:
+  virtual ~BenchBackend() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual int context_limit() const = 0;  // INT_MAX: unlimited
+  virtual size_t WeightBytes() const = 0;     // what one decode step reads
+  virtual size_t WorkspaceBytes() const = 0;  // activations and scratch at the last Reserve
+  // Bytes one sequence of capacity n tokens allocates, and the bytes there are to allocate.
+  virtual size_t SequenceBytes(int n) const = 0;
+  virtual size_t AvailableBytes() const = 0;
+  // Room for `seqs` sequences of capacity `cap` tokens each, every one empty.
+  virtual Status Reserve(int seqs, int cap) = 0;
+  virtual Status Fresh(int id) = 0;                   // empties sequence id
+  virtual Status Copy(int from, int to) = 0;          // sequence `to` becomes a copy of `from`
+  virtual Status Prefill(int id, const int* tokens, int n, int* next) = 0;
+  virtual Status Step(int B, const int* ids, int* tokens) = 0;  // one token each; tokens in, next tokens out
+  virtual size_t StateBytes(int id) const = 0;          // SequenceState::Bytes of id
+  virtual size_t StateCapacityBytes(int id) const = 0;  // SequenceState::CapacityBytes of id
+};
+
+// Runs every cell after a warm-up. Errors only for a failing forward pass (not for skipped cells).
+Result<ModelBench> BenchModel(BenchBackend& backend, const std::string& name, const BenchOptions& o);
+// The CPU engine with o.threads threads and workspaces of o.max_tokens rows (or the largest batch).
 Result<ModelBench> BenchModel(const Model& model, const std::string& name, const BenchOptions& o);
 
 // CPU model name, cores, load average, total/available memory.

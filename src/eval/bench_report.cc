@@ -83,6 +83,7 @@ nlohmann::json BenchJson(const std::vector<ModelBench>& rs, const BenchOptions& 
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return {{"machine", MachineInfo()},
+          {"device", o.device},
           {"process_peak_rss_bytes", static_cast<size_t>(ru.ru_maxrss) * 1024},  // getrusage, all models
           {"options",
            {{"threads", o.threads}, {"prompt_lengths", o.prompt_lengths}, {"batches", o.batches},

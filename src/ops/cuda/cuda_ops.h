@@ -149,7 +149,7 @@ void ScatterHeads(cudaStream_t s, const bf16* att, int lda, int rows, const int*
 // temperature over the top_k[r] largest logits (0: all), the smallest prefix (in descending order) of mass
 // >= top_p[r], then the token at which the descending cumulative mass first exceeds u[r] * kept mass
 // (u[r] uniform in [0, 1), drawn by the caller). Ties between equal logits may resolve differently from
-// the CPU's sort. logits row stride ld.
+// the CPU's sort. out[r] = -1 when row r holds a NaN or infinite logit. logits row stride ld.
 void SampleTokens(cudaStream_t s, const float* logits, int ld, int rows, int vocab, const float* temperature,
                   const float* top_p, const int* top_k, const float* u, int* out);
 

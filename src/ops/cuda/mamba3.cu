@@ -23,16 +23,23 @@ struct Cols {
   }
 };
 
-// Scratch of `rows` rows: phase [rows, H, NA], tok [rows, 3, H] (dt, A*dt, lambda), qk [rows, 2, R, H, N]
-// (rotated q = C, then k = B), y [rows, R, H, P] (pre-gate, with the D skip).
+// Scratch of `rows` rows: qk [rows, 2, R, H, N] (rotated q = C, then k = B; first, so float4 loads are
+// aligned), y [rows, R, H, P] (pre-gate, with the D skip), phase [rows, H, NA], tok [rows, 3, H] (dt, A*dt,
+// lambda); each part a multiple of 4 floats.
 struct Scratch {
-  float *phase, *tok, *qk, *y;
-  Scratch(const Mamba3Params& p, int rows, float* base) {
-    phase = base;
-    tok = phase + static_cast<size_t>(rows) * p.H * p.NA;
-    qk = tok + static_cast<size_t>(rows) * 3 * p.H;
-    y = qk + static_cast<size_t>(rows) * 2 * p.R * p.H * p.N;
+  static size_t Up4(size_t n) { return (n + 3) / 4 * 4; }
+  // Offsets of y, phase, tok and the total, in floats.
+  static void Offsets(const Mamba3Params& p, int rows, size_t* o_y, size_t* o_ph, size_t* o_tok, size_t* total) {
+    const size_t r = rows;
+    *o_y = Up4(r * 2 * p.R * p.H * p.N), *o_ph = *o_y + Up4(r * p.R * p.H * p.P);
+    *o_tok = *o_ph + Up4(r * p.H * p.NA), *total = *o_tok + Up4(r * 3 * p.H);
   }
+  Scratch(const Mamba3Params& p, int rows, float* base) {
+    size_t o_y, o_ph, o_tok, total;
+    Offsets(p, rows, &o_y, &o_ph, &o_tok, &total);
+    qk = base, y = base + o_y, phase = base + o_ph, tok = base + o_tok;
+  }
+  float *qk, *y, *phase, *tok;
 };
 
 template <typename T>  // float or const float
@@ -222,8 +229,9 @@ __global__ void OutputKernel(Mamba3Params p, int seq_len, const float* proj, int
 }  // namespace
 
 size_t Mamba3ScratchFloats(const Mamba3Params& p, int rows) {
-  return static_cast<size_t>(rows) *
-         (static_cast<size_t>(p.H) * p.NA + 3 * p.H + 2 * p.R * p.H * p.N + static_cast<size_t>(p.R) * p.H * p.P);
+  size_t o_y, o_ph, o_tok, total;
+  Scratch::Offsets(p, rows, &o_y, &o_ph, &o_tok, &total);
+  return total;
 }
 
 void Mamba3Forward(cudaStream_t s, const Mamba3Params& p, int rows, int seq_len, const float* proj, int ldp,

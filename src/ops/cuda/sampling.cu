@@ -50,9 +50,16 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(const float* logits, in
                                                          const float* top_p, const int* top_k, const float* u, int* out) {
   const int r = blockIdx.x;
   const float* row = logits + static_cast<size_t>(r) * ld;
-  float mx = -FLT_MAX;
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) mx = fmaxf(mx, row[i]);
+  float mx = -FLT_MAX, bad = 0.0f;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    mx = fmaxf(mx, row[i]);
+    bad += isfinite(row[i]) ? 0.0f : 1.0f;
+  }
   mx = BlockMax(mx);
+  if (BlockSum(bad) > 0.0f) {  // a model producing NaN/Inf: say so instead of sampling garbage
+    if (threadIdx.x == 0) out[r] = -1;
+    return;
+  }
   const float T = temperature[r];
   if (!(T > 0.0f)) {  // greedy
     const int idx = FirstWithKey(row, vocab, Key(mx));

@@ -137,29 +137,32 @@ __global__ void ChunkScanKernel(SsdParams p, int L, const float* x, int ldx, con
                                 int ldy) {
   extern __shared__ float sm[];
   const int ch = blockIdx.x, h = blockIdx.y, g = h / (p.H / p.G), t0 = ch * Q, n = min(Q, L - t0);
+  // B and S_prev rows padded to N + 1 floats: the loops below read them down a column (lanes differ in the
+  // row), which an unpadded stride of N (a multiple of 32) maps to one shared-memory bank.
+  const int ldn = p.N + 1;
   float* Cs = sm;                  // [Q, N]
-  float* Bs = Cs + Q * p.N;        // [Q, N]
-  float* Xs = Bs + Q * p.N;        // [Q, P]
+  float* Bs = Cs + Q * p.N;        // [Q, N + 1]
+  float* Xs = Bs + Q * ldn;        // [Q, P]
   float* M = Xs + Q * p.P;         // [Q, Q]
-  float* Sp = M + Q * Q;           // [P, N]
-  float* cm = Sp + p.P * p.N;      // [Q]
+  float* Sp = M + Q * Q;           // [P, N + 1]
+  float* cm = Sp + p.P * ldn;      // [Q]
   const float* hc = cum + static_cast<size_t>(h) * L + t0;
   for (int e = threadIdx.x; e < n * p.N; e += blockDim.x) {
     const size_t row = static_cast<size_t>(t0 + e / p.N) * ldbc + g * p.N + e % p.N;
     Cs[e] = c[row];
-    Bs[e] = b[row];
+    Bs[(e / p.N) * ldn + e % p.N] = b[row];
   }
   for (int e = threadIdx.x; e < n * p.P; e += blockDim.x)
     Xs[e] = x[static_cast<size_t>(t0 + e / p.P) * ldx + h * p.P + e % p.P];
   const float* sprev = cstates + (static_cast<size_t>(ch) * p.H + h) * p.P * p.N;
-  for (int e = threadIdx.x; e < p.P * p.N; e += blockDim.x) Sp[e] = sprev[e];
+  for (int e = threadIdx.x; e < p.P * p.N; e += blockDim.x) Sp[(e / p.N) * ldn + e % p.N] = sprev[e];
   for (int e = threadIdx.x; e < n; e += blockDim.x) cm[e] = hc[e];
   __syncthreads();
   for (int e = threadIdx.x; e < n * n; e += blockDim.x) {
     const int l = e / n, s = e % n;
     float v = 0.0f;
     if (s <= l) {
-      for (int k = 0; k < p.N; ++k) v += Cs[l * p.N + k] * Bs[s * p.N + k];
+      for (int k = 0; k < p.N; ++k) v += Cs[l * p.N + k] * Bs[s * ldn + k];
       v *= __expf(cm[l] - cm[s]) * xsv[static_cast<size_t>(h) * L + t0 + s];
     }
     M[l * Q + s] = v;
@@ -170,13 +173,13 @@ __global__ void ChunkScanKernel(SsdParams p, int L, const float* x, int ldx, con
     float acc = 0.0f;
     for (int s = 0; s <= l; ++s) acc += M[l * Q + s] * Xs[s * p.P + pi];
     float off = 0.0f;
-    for (int k = 0; k < p.N; ++k) off += Cs[l * p.N + k] * Sp[pi * p.N + k];
+    for (int k = 0; k < p.N; ++k) off += Cs[l * p.N + k] * Sp[pi * ldn + k];
     y[static_cast<size_t>(t0 + l) * ldy + h * p.P + pi] = acc + __expf(cm[l]) * off + p.D[h] * Xs[l * p.P + pi];
   }
 }
 
 size_t ScanSmemBytes(const SsdParams& p) {
-  return sizeof(float) * (2 * Q * p.N + Q * p.P + Q * Q + p.P * p.N + Q);
+  return sizeof(float) * (Q * p.N + Q * (p.N + 1) + Q * p.P + Q * Q + p.P * (p.N + 1) + Q);
 }
 
 }  // namespace
