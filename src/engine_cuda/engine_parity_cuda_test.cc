@@ -96,7 +96,8 @@ TEST_P(RandomParity, MatchesCpuEngine) {
 }
 
 // Every kind the CPU engine's batch tests cover: each family, the layer hybrid and the head hybrid.
-INSTANTIATE_TEST_SUITE_P(Families, RandomParity, ::testing::ValuesIn(subq::testing::kModelKinds));
+INSTANTIATE_TEST_SUITE_P(Families, RandomParity, ::testing::ValuesIn(subq::testing::kModelKinds),
+                         [](const ::testing::TestParamInfo<const char*>& i) { return std::string(i.param); });
 
 }  // namespace
 }  // namespace subq::cuda::test
