@@ -24,10 +24,9 @@ __device__ __forceinline__ void DecayOf(const SsdParams& p, int h, float dt_raw,
 constexpr int kStepThreads = 256;
 
 // Block (row, head, p-tile); each thread owns 4 consecutive n (float4) of RPT rows p, N/4 threads per p:
-// all RPT state loads are issued before the first use (more bytes in flight at large batch). At RPT 4 the
-// register budget is capped for 5 blocks per SM (56 registers allowed 4: 50% occupancy in Nsight Compute).
+// all RPT state loads are issued before the first use (more bytes in flight at large batch).
 template <int RPT>
-__global__ void __launch_bounds__(kStepThreads, RPT == 4 ? 5 : 1) SsdStepKernel(SsdParams p, const float* x, int ldx, const float* b,
+__global__ void __launch_bounds__(kStepThreads) SsdStepKernel(SsdParams p, const float* x, int ldx, const float* b,
                                                               const float* c, int ldbc, const float* dt, int lddt,
                                                               float* states, const int* slot, float* y, int ldy) {
   const int r = blockIdx.x, h = blockIdx.y;
