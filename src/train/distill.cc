@@ -203,6 +203,7 @@ Status Trainer::Log(const nlohmann::json& j) {
 
 Status Trainer::SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt) {
   if (!dp_.is_main()) return Status::Ok();  // rank 0 writes; every rank holds the same state
+  if (r_.checkpoint_every == 0) return Status::Ok();  // checkpoints are off (recipe.h)
   torch::serialize::OutputArchive ar;
   CheckpointManifest m;
   const auto params = student_.Params();
@@ -476,7 +477,7 @@ Status Trainer::Run(Progress pr) {
            {"tokens_per_s", tps}, {"train_seconds", pr.train_seconds}}));
       ++steps_this_process_;
       const bool stop = o_.stop_after_steps >= 0 && steps_this_process_ >= o_.stop_after_steps;
-      if (pr.step % r_.checkpoint_every == 0 || pr.step == plan.steps || stop)
+      if ((r_.checkpoint_every > 0 && pr.step % r_.checkpoint_every == 0) || pr.step == plan.steps || stop)
         SUBQ_RETURN_IF_ERROR(SaveCheckpoint(pr, &opt));
       if (stop) return Errorf("stopped after {} steps (--stop-after-steps)", steps_this_process_);
     }

@@ -130,7 +130,7 @@ Status Validate(const Recipe& r) {
     return Errorf("{}: tokenizer '{}' does not exist", f, r.tokenizer);
   if (r.seq_len < 8 || r.seq_len > 65536) return Errorf("{}: 'seq_len' must be in [8, 65536], got {}", f, r.seq_len);
   if (r.micro_batch < 1) return Errorf("{}: 'micro_batch' must be >= 1, got {}", f, r.micro_batch);
-  if (r.checkpoint_every < 1) return Errorf("{}: 'checkpoint_every' must be >= 1", f);
+  if (r.checkpoint_every < 0) return Errorf("{}: 'checkpoint_every' must be >= 0 (0 = no checkpoints)", f);
   const auto& s = r.student;
   if (s.kind != "discrete_mamba2" && s.kind != "mamba2" && s.kind != "gated_deltanet" && s.kind != "mamba3")
     return Errorf("{}: 'student.kind' must be discrete_mamba2, mamba2, gated_deltanet or mamba3, got '{}'", f,

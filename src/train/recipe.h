@@ -68,7 +68,10 @@ struct Recipe {
   uint64_t seed = 1234;
   int seq_len = 256;
   int micro_batch = 16;  // sequences per forward/backward (gradient accumulation fills batch_tokens)
-  int checkpoint_every = 50;  // optimiser steps between checkpoints (each stage end always saves)
+  // Optimiser steps between checkpoints (each stage end saves too). 0 = no checkpoints at all: for
+  // throughput benches, where a 1B student's checkpoint (f32 weights + AdamW state, ~17 GB) takes longer
+  // to write than the steps it would guard.
+  int checkpoint_every = 50;
   std::string probe_prompt = "Once upon a time there was a little girl";
   StudentRecipe student;
   DataRecipe data;
