@@ -79,16 +79,17 @@ run() {
   local site nvlibs
   site="$("$PY" -c 'import site; print(site.getsitepackages()[0])')"
   nvlibs="$(find "$site/nvidia" -maxdepth 3 -type d -name lib 2>/dev/null | tr '\n' ':')"
-  export LD_LIBRARY_PATH="$dev/lib:$site/torch/lib:$nvlibs${LD_LIBRARY_PATH:-}"
+  # Only subq gets the carried (Debian) libraries: python there links its own zlib/OpenSSL.
+  local subq_ld="$dev/lib:$site/torch/lib:$nvlibs${LD_LIBRARY_PATH:-}"
   local mon="$dev/bench/gpu/gpu_monitor.py"
   {
     echo "{\"shape\": \"$SHAPE\", \"device\": \"$DEVICE\","
     echo " \"gpu\": \"$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)\","
     echo " \"host_cpus\": $(nproc), \"started\": $(date +%s),"
-    echo " \"teacher\": $(timeout "${T_TEACHER:-90}" "$PY" "$dev/bench/gpu/make_random_llama.py" --out "$work/teacher" \
+    echo " \"teacher\": $(timeout "${T_TEACHER:-60}" "$PY" "$dev/bench/gpu/make_random_llama.py" --out "$work/teacher" \
         --shape "$SHAPE" --device "$DEVICE" 2>"$work/teacher.err" || echo null)}"
   } > "$out/env.json"
-  [[ -f "$work/teacher/model.safetensors" ]] || { cat "$work/teacher.err" >&2; die "no teacher was made"; }
+  compgen -G "$work/teacher/*.safetensors" > /dev/null || { cat "$work/teacher.err" >&2; die "no teacher was made"; }
 
   # subq: every stage of the recipe. Tiny shape: a student that fits the tiny teacher, short sequences.
   local sets=(--set "teacher=$work/teacher")
@@ -102,15 +103,15 @@ run() {
            --set stages.end_to_end.tokens=1536 --set data.eval_tokens=256)
     tb=(--seq-len 64 --micro-batch 2 --accum 2 --steps 2 --heads 4 --head-dim 16 --d-state 16 --chunk 16)
   fi
-  "$PY" "$mon" --json "$out/subq_monitor.json" --timeout "${T_SUBQ:-240}" -- \
-    "$dev/subq" distill --recipe "$dev/recipes/llamba-1b-scale.yaml" --out "$work/distill" --device "$DEVICE" "${sets[@]}"
+  "$PY" "$mon" --json "$out/subq_monitor.json" --timeout "${T_SUBQ:-170}" -- \
+    env LD_LIBRARY_PATH="$subq_ld" "$dev/subq" distill --recipe "$dev/recipes/llamba-1b-scale.yaml" --out "$work/distill" --device "$DEVICE" "${sets[@]}"
   echo "distill_1b.sh: subq distill exited $?" >&2
   cp "$work/distill/metrics.jsonl" "$out/subq_metrics.jsonl" 2>/dev/null
   cp "$work/distill/summary.json" "$out/subq_summary.json" 2>/dev/null
   cp "$work/distill/config.json" "$out/student_config.json" 2>/dev/null
 
   # The PyTorch baseline of the stage-3 step, on the same teacher and card, after subq has exited.
-  "$PY" "$mon" --json "$out/torch_monitor.json" --timeout "${T_TORCH:-180}" -- \
+  "$PY" "$mon" --json "$out/torch_monitor.json" --timeout "${T_TORCH:-150}" -- \
     "$PY" "$dev/bench/gpu/distill_1b_torch.py" --teacher "$work/teacher" --out "$out/torch.json" \
     --device "$DEVICE" --mamba-src "$dev/mamba_src" ${TORCH_SSD:+--ssd "$TORCH_SSD"} "${tb[@]}"
   echo "distill_1b.sh: baseline exited $?" >&2

@@ -115,12 +115,16 @@ def check_kernel(kernel, device, chunk, heads, head_dim, d_state, dtype):
 
 
 # ---------------- student ----------------
-def build_student(teacher_cfg, teacher, heads, head_dim, d_state, conv, chunk, ssd, kernel):
+def build_student(teacher_cfg, teacher, heads, head_dim, d_state, conv, chunk, ssd, kernel, rmsnorm="fused"):
     import torch
     from torch import nn
     from torch.nn import functional as F
 
     D, eps = teacher_cfg.hidden_size, teacher_cfg.rms_norm_eps
+    if rmsnorm == "fused":
+        norm = lambda x, w: F.rms_norm(x, (D,), w, eps)  # noqa: E731
+    else:  # as subq's trainer writes it (src/train/modules.cc RmsNorm): separate elementwise ops
+        norm = lambda x, w: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w  # noqa: E731
 
     class Dm2Mixer(nn.Module):
         def __init__(self):
@@ -156,8 +160,8 @@ def build_student(teacher_cfg, teacher, heads, head_dim, d_state, conv, chunk, s
                                              (tl.mlp.gate_proj, tl.mlp.up_proj, tl.mlp.down_proj))
 
         def forward(self, x):
-            h = x + self.mixer(F.rms_norm(x, (D,), self.in_norm, eps))
-            m = F.rms_norm(h, (D,), self.mlp_norm, eps)
+            h = x + self.mixer(norm(x, self.in_norm))
+            m = norm(h, self.mlp_norm)
             return h + F.linear(F.silu(F.linear(m, self.gate)) * F.linear(m, self.up), self.down)
 
     class Student(nn.Module):
@@ -171,7 +175,7 @@ def build_student(teacher_cfg, teacher, heads, head_dim, d_state, conv, chunk, s
             x = F.embedding(ids, self.embed)
             for layer in self.layers:
                 x = layer(x)
-            return F.linear(F.rms_norm(x, (D,), self.final_norm, eps), self.embed)  # [b, l, vocab]
+            return F.linear(norm(x, self.final_norm), self.embed)  # [b, l, vocab]
 
     return Student()
 
@@ -199,6 +203,10 @@ def main():
     ap.add_argument("--d-state", type=int, default=64)
     ap.add_argument("--conv", type=int, default=4)
     ap.add_argument("--chunk", type=int, default=64)
+    ap.add_argument("--adamw", choices=["fused", "plain"], default="fused",
+                    help="plain: foreach=False, fused=False (a loop over parameters, like libtorch's AdamW)")
+    ap.add_argument("--rmsnorm", choices=["fused", "composite"], default="fused",
+                    help="composite: x * rsqrt(mean(x^2) + eps) * w in separate ops, as subq's trainer")
     ap.add_argument("--vocab-ids", type=int, default=512, help="token ids are drawn from [0, this)")
     a = ap.parse_args()
     t0 = time.time()
@@ -240,15 +248,18 @@ def main():
     teacher = LlamaForCausalLM.from_pretrained(a.teacher, dtype=torch.bfloat16, attn_implementation="sdpa")
     teacher = teacher.to(dev).eval().requires_grad_(False)
     student = build_student(teacher.config, teacher, a.heads, a.head_dim, a.d_state, a.conv, a.chunk, ssd,
-                            kernel).to(dev)
+                            kernel, a.rmsnorm).to(dev)
     params = [p for p in student.parameters()]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8, fused=dev.type == "cuda")
+                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8,
+                            **({"fused": dev.type == "cuda"} if a.adamw == "fused" else {"foreach": False, "fused": False}))
+    res["adamw"], res["rmsnorm"] = a.adamw, a.rmsnorm
     res["student_params"] = sum(p.numel() for p in params)
     res["teacher_params"] = sum(p.numel() for p in teacher.parameters())
     res["setup_seconds"] = round(time.time() - t0, 1)
+    write_results(a.out, res, [], a.warmup_steps, dev)
     log(f"teacher {res['teacher_params']:,} params (bf16), student {res['student_params']:,} params (f32 + "
         f"bf16 autocast), {res['tokens_per_step']} tokens per step")
 
