@@ -93,6 +93,10 @@ def peak_in(samples, start, end):
     return max(vals) if vals else None
 
 
+def base_ssd(torch_res):
+    return torch_res.get("ssd") if torch_res else None
+
+
 def gib(b):
     return None if b is None else round(b / 2**30, 1)
 
@@ -157,6 +161,23 @@ def main():
         base = {"failed": f"exit {tmon['rc']}" + (" (killed at its time limit)" if tmon["rc"] == 124 else ""),
                 "log_tail": [x[1] for x in tmon["lines"][-8:]]}
 
+    # Baseline variants run on their own (torch-*.json: --ssd torch with subq's AdamW / RMSNorm choices).
+    variants = []
+    for vp in run.glob("torch-*.json"):
+        v = json.loads(vp.read_text())
+        if not v.get("tokens_per_s"):
+            continue
+        row = {"file": vp.name, "ssd": v["ssd"], "adamw": v.get("adamw", "fused"), "rmsnorm": v.get("rmsnorm", "fused"),
+               "tokens_per_s": round(v["tokens_per_s"], 1),
+               "cuda_max_memory_allocated_gib": gib(v.get("cuda_max_memory_allocated"))}
+        if s and L:
+            row["mfu"] = round(v["tokens_per_s"] * flops_per_token("end_to_end", t, s, v["seq_len"]) / PEAK_BF16, 4)
+        variants.append(row)
+    variants.sort(key=lambda v: (v["ssd"] != base_ssd(torch_res), v["adamw"] != "fused", v["rmsnorm"] != "fused"))
+    if base and base.get("tokens_per_s"):
+        base.setdefault("adamw", torch_res.get("adamw", "fused"))
+        base.setdefault("rmsnorm", torch_res.get("rmsnorm", "fused"))
+
     s3 = stages[2]
     targets = {}
     if s3.get("tokens_per_s") and base and base.get("tokens_per_s"):
@@ -167,7 +188,7 @@ def main():
     out = {"gpu": env.get("gpu"), "shape": env["shape"], "seq_len": L, "teacher": env.get("teacher"),
            "teacher_dims": t, "student_dims": s, "subq_exit": mon["rc"],
            "subq_peak_gpu_memory_gib": gib(mon.get("peak_used_bytes")), "subq_summary": load("subq_summary.json"),
-           "stages": stages, "pytorch_baseline": base, "targets": targets, "peak_bf16_flops": PEAK_BF16,
+           "stages": stages, "pytorch_baseline": base, "baseline_variants": variants, "targets": targets, "peak_bf16_flops": PEAK_BF16,
            "memory_note": "GPU memory = NVML device memory in use minus the idle reading (CUDA context + "
                           "caching allocator), sampled every 50 ms"}
     res = pathlib.Path(a.results)
@@ -205,6 +226,18 @@ def markdown(o, a):
                      f"{fmt(b.get('peak_gpu_memory_gib'), '{:.1f} GiB')} | {first:.2f} s |")
     elif b:
         lines.append(f"| 3 PyTorch baseline | failed: {b.get('failed')} | | | | | | | |")
+    if o["baseline_variants"]:
+        lines += ["", "Stage 3, the PyTorch step with subq's choices one at a time (each a separate process on the "
+                  "same kind of card; `distill_1b_torch.py --ssd torch --adamw plain --rmsnorm composite`), and subq:", "",
+                  "| SSD | AdamW | RMSNorm | tokens/s | MFU | CUDA peak allocated |", "|---|---|---|---|---|---|"]
+        rows = ([dict(b, tokens_per_s=b["tokens_per_s"])] if b and b.get("tokens_per_s") else []) + o["baseline_variants"]
+        for v in rows:
+            lines.append(f"| {v['ssd']} | {v.get('adamw', 'fused')} | {v.get('rmsnorm', 'fused')} | {fmt(v['tokens_per_s'])} | "
+                         f"{fmt(v.get('mfu'), '{:.1%}')} | {fmt(v.get('cuda_max_memory_allocated_gib'), '{:.1f} GiB')} |")
+        s3 = o["stages"][2]
+        if s3.get("tokens_per_s"):
+            lines.append(f"| subq: chunked torch SSD (libtorch) | libtorch AdamW (per parameter) | composite | "
+                         f"{fmt(s3['tokens_per_s'])} | {fmt(s3.get('mfu'), '{:.1%}')} | |")
     lines += ["", "Targets (stage 3): " + (", ".join(f"{k} = {v}" for k, v in o["targets"].items()) or "not measured"), ""]
     if b and b.get("tokens_per_s"):
         kc = b.get("kernel_check")
