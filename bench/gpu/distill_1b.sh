@@ -23,6 +23,7 @@ set -uo pipefail
 
 MODE="${1:-}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
+source "$HERE/stage_lib.sh"
 PY="${PYTHON:-python3}"
 SHAPE="${SHAPE:-llama-3.2-1b}"
 DEVICE="${DEVICE:-cuda}"
@@ -36,36 +37,20 @@ stage() {
   [[ "${BUILD:-1}" == 0 ]] || nice -n 5 cmake --build "$build" --target subq -j2
   rm -rf "$dev" && mkdir -p "$dev/lib" "$dev/bench/gpu" "$dev/recipes" "$dev/data/stories260K" "$dev/mamba_src"
   cp "$build/subq" "$dev/"
-  # Shared libraries from the system (not glibc, libstdc++/libgcc, or torch's and CUDA's own).
-  ldd "$build/subq" | awk '/=> \// {print $1, $3}' | while read -r name path; do
-    case "$name" in
-      libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|libutil.so*|ld-linux*|libstdc++*|libgcc_s*) ;;
-      *) case "$path" in */torch/*|*/nvidia/*|*/cuda*) ;; *) cp -L "$path" "$dev/lib/" ;; esac ;;
-    esac
-  done
-  cp "$HERE"/{distill_1b.sh,make_random_llama.py,distill_1b_torch.py,gpu_monitor.py,distill_1b_report.py} "$dev/bench/gpu/"
+  copy_shared_libs "$build/subq" "$dev/lib"
+  cp "$HERE"/{distill_1b.sh,stage_lib.sh,make_random_llama.py,distill_1b_torch.py,gpu_monitor.py,distill_1b_report.py} "$dev/bench/gpu/"
   cp "$root/recipes/llamba-1b-scale.yaml" "$dev/recipes/"
   cp "$data/stories260K/tok512.model" "$dev/data/stories260K/"
   "$build/subq" data prepare --tokenizer "$data/stories260K/tok512.model" \
     --in "$data/text/tinystories-sample.txt" --out "$dev/data/shards-tinystories-tok512"
-  # mamba_ssm's Triton SSD as plain python files: the sdist's kernels and the helpers they import, under
-  # a package stub that leaves out the CUDA extensions (selective scan, causal-conv1d) it cannot build here.
+  # mamba_ssm's Triton SSD as plain python files (stage_lib.sh).
   local sd="${MAMBA_SDIST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/subq/mamba-ssm}" ver=2.3.2.post1
   if [[ "$sd" == none ]]; then du -sh "$dev"; return; fi  # tests: no download; the baseline uses the torch SSD
   if [[ ! -f "$sd/mamba_ssm-$ver.tar.gz" ]]; then
     mkdir -p "$sd"
     "$PY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation "mamba-ssm==$ver" -d "$sd"
   fi
-  local tmp; tmp="$(mktemp -d)"
-  tar xzf "$sd/mamba_ssm-$ver.tar.gz" -C "$tmp"
-  local src="$tmp/mamba_ssm-$ver/mamba_ssm" dst="$dev/mamba_src/mamba_ssm"
-  mkdir -p "$dst/ops/triton" "$dst/utils"
-  echo "__version__ = \"$ver\"  # stub: only ops/triton's SSD kernels (bench/gpu/distill_1b.sh)" > "$dst/__init__.py"
-  touch "$dst/ops/__init__.py" "$dst/ops/triton/__init__.py" "$dst/utils/__init__.py"
-  cp "$src"/ops/triton/{ssd_combined,ssd_bmm,ssd_chunk_scan,ssd_chunk_state,ssd_state_passing,softplus,layernorm_gated,k_activations}.py "$dst/ops/triton/"
-  cp "$src"/utils/{determinism,torch}.py "$dst/utils/"
-  cp "$tmp/mamba_ssm-$ver/LICENSE" "$dst/" 2>/dev/null || true
-  rm -rf "$tmp"
+  stub_mamba_ssm "$sd/mamba_ssm-$ver.tar.gz" "$dev/mamba_src"
   du -sh "$dev"
 }
 

@@ -9,6 +9,7 @@
 set -euo pipefail
 BUILD=$1 DEV=$2 DATA=$3 PY=$4 DEST=$5
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
+source "$SRC"/bench/gpu/stage_lib.sh
 mkdir -p "$DEST"/{lib,tests,data/stories260K,data/text,py}
 cp "$BUILD"/{subq_cuda_tests,bench_cuda_kernels,bench_cuda_decode} "$DEST"/
 cp "$DEV"/subq "$DEST"/subq.bin
@@ -17,20 +18,9 @@ printf '#!/bin/sh\nd=$(dirname "$(readlink -f "$0")")\nLD_LIBRARY_PATH="$d/lib:/
 chmod +x "$DEST"/subq
 cp "$SRC"/bench/gpu/{run_h200.sh,cli_gpu.sh,baselines.py,hf_generate.py} "$DEST"/
 cp "$SRC"/tests/{conftest.py,test_cli.py,test_bench.py} "$DEST"/tests/
-for b in "$DEST"/{subq_cuda_tests,subq.bin}; do
-  ldd "$b" | awk '/=> \//{print $3}' | grep -vE 'libc\.so|libm\.so|libstdc\+\+|libgcc_s|libpthread|libdl\.so|librt\.so|ld-linux|libcuda|libcublas' |
-    xargs -r -I{} cp -L {} "$DEST"/lib/
-done
+for b in "$DEST"/{subq_cuda_tests,subq.bin}; do copy_shared_libs "$b" "$DEST"/lib; done
 cp -r "$DATA"/stories260K/hf "$DATA"/stories260K/stories260K.bin "$DATA"/stories260K/tok512.* "$DEST"/data/stories260K/
 cp "$DATA"/text/tinystories-sample.txt "$DEST"/data/text/
 cp "$PY"/*.whl "$DEST"/py/
-T=$(mktemp -d)
-tar xzf "$PY"/mamba_ssm-*.tar.gz -C "$T"
-M=$(echo "$T"/mamba_ssm-*/mamba_ssm)
-mkdir -p "$DEST"/py/mamba_ssm/ops/triton "$DEST"/py/mamba_ssm/utils
-cp "$M"/ops/__init__.py "$DEST"/py/mamba_ssm/ops/
-cp "$M"/ops/triton/*.py "$DEST"/py/mamba_ssm/ops/triton/
-cp "$M"/utils/{__init__,torch,determinism}.py "$DEST"/py/mamba_ssm/utils/
-echo '__version__ = "stub"  # only the Triton op modules are carried' > "$DEST"/py/mamba_ssm/__init__.py
-rm -rf "$T"
+stub_mamba_ssm "$(echo "$PY"/mamba_ssm-*.tar.gz)" "$DEST"/py
 du -sh "$DEST"

@@ -181,6 +181,12 @@ TEST(Recipe, ParsesAndRejectsBadInput) {
   auto batch = ParseRecipe(TinyRecipe(), "tiny.yaml", ".", {"stages.end_to_end.batch_tokens=1000"});
   ASSERT_FALSE(batch.ok());
   EXPECT_NE(batch.status().message().find("multiple of seq_len"), std::string::npos);
+  auto no_checkpoints = ParseRecipe(TinyRecipe(), "tiny.yaml", ".", {"checkpoint_every=0"});  // off (benches)
+  ASSERT_TRUE(no_checkpoints.ok()) << no_checkpoints.status().message();
+  EXPECT_EQ(no_checkpoints->checkpoint_every, 0);
+  auto negative = ParseRecipe(TinyRecipe(), "tiny.yaml", ".", {"checkpoint_every=-1"});
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("checkpoint_every"), std::string::npos);
 }
 
 // The torch teacher reproduces the engine's logits on the llama2.c file (interleaved RoPE, un-permuted
