@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <memory>
+
+#include <nlohmann/json.hpp>
 
 namespace subq {
 namespace {
@@ -127,6 +130,46 @@ Result<std::vector<ContinuationScore>> ScoreContinuations(const Model& model,
     if (progress && before != active.size()) progress(done, requests.size());
   }
   return out;
+}
+
+Result<std::vector<ChoiceItem>> ReadChoiceJsonl(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Errorf("{}: cannot open", path);
+  std::vector<ChoiceItem> items;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      return Errorf("{}:{}: not JSON: {}", path, n, e.what());
+    }
+    ChoiceItem it;
+    if (!j.is_object() || !j.contains("context") || !j["context"].is_string() || !j.contains("endings") ||
+        !j["endings"].is_array() || j["endings"].empty() || !j.contains("label") || !j["label"].is_number_integer())
+      return Errorf("{}:{}: expected {{\"context\": string, \"endings\": [strings], \"label\": integer}}", path, n);
+    it.context = j["context"].get<std::string>();
+    for (const auto& e : j["endings"]) {
+      if (!e.is_string()) return Errorf("{}:{}: every ending must be a string", path, n);
+      it.endings.push_back(e.get<std::string>());
+    }
+    it.label = j["label"].get<int>();
+    if (it.label < 0 || it.label >= static_cast<int>(it.endings.size()))
+      return Errorf("{}:{}: label {} is not an ending index (0..{})", path, n, it.label, it.endings.size() - 1);
+    items.push_back(std::move(it));
+  }
+  if (items.empty()) return Errorf("{}: no items", path);
+  return items;
+}
+
+Result<ChoiceAccuracy> ScoreChoices(const Model& model, const Tokenizer& tok, const std::vector<ChoiceItem>& items,
+                                    const std::string& delimiter, const ScoringOptions& opt) {
+  std::vector<ContinuationRequest> reqs;
+  for (const auto& it : items)
+    for (const auto& e : it.endings) reqs.push_back(EncodeContinuationPair(tok, it.context, delimiter + e, true));
+  SUBQ_ASSIGN_OR_RETURN(std::vector<ContinuationScore> scores, ScoreContinuations(model, reqs, opt));
+  return ChoiceAccuracyFromScores(items, scores);
 }
 
 Result<ChoiceAccuracy> ChoiceAccuracyFromScores(const std::vector<ChoiceItem>& items,

@@ -57,6 +57,15 @@ struct ChoiceAccuracy {
   int items = 0;
 };
 
+// Reads multiple-choice items from JSONL: one object per line with "context" (string), "endings" (strings)
+// and "label" (index of the right ending). Blank lines are skipped; errors name the line.
+Result<std::vector<ChoiceItem>> ReadChoiceJsonl(const std::string& path);
+
+// Scores every ending of every item as lm-eval's multiple_choice task does: the request is
+// (context, delimiter + ending), split by EncodeContinuationPair with BOS.
+Result<ChoiceAccuracy> ScoreChoices(const Model& model, const Tokenizer& tok, const std::vector<ChoiceItem>& items,
+                                    const std::string& delimiter = " ", const ScoringOptions& opt = {});
+
 // The accuracy of lm-eval's multiple_choice output type, from the scores of items[i]'s endings in order
 // (scores.size() == total number of endings).
 Result<ChoiceAccuracy> ChoiceAccuracyFromScores(const std::vector<ChoiceItem>& items,
