@@ -24,7 +24,9 @@ OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFL
 
 
 def sentences(story):
-    parts = [s.strip() for s in story.replace("\n", " ").split(".")]
+    # whitespace runs become one space: transformers' converted Llama tokenizer splits runs of spaces
+    # differently from the SentencePiece library (which subq and the model's training used)
+    parts = [" ".join(s.split()) for s in story.split(".")]
     return [p + "." for p in parts if len(p.split()) >= 3]
 
 
