@@ -120,6 +120,7 @@ def log_softmax(x):
 
 @pytest.mark.parametrize("which", ["teacher", "student"])
 def test_rolling_and_generate_until(which, subq_py, data_dir, students, tasks, tmp_path):
+    import subq.lm_eval  # noqa: F401  (registers "subq" in this process, as the .pth hook does on import)
     from lm_eval import simple_evaluate, utils
     from lm_eval.tasks import TaskManager
 
@@ -140,6 +141,7 @@ def test_rolling_and_generate_until(which, subq_py, data_dir, students, tasks, t
         got = s["filtered_resps"][0]
         assert float(got if not isinstance(got, list) else got[0]) == pytest.approx(want, abs=1e-3)
     gen = sorted(out["samples"]["tinystories_continue"], key=lambda s: s["doc_id"])
-    want = m.generate([s["doc"]["context"] for s in gen], max_tokens=32, stop=["."])
+    # prompts keep their last max_length - max_gen_toks = 32 tokens (left truncation, as lm-eval's hf model does)
+    want = m.generate([m.tokenizer.encode(s["doc"]["context"])[-32:] for s in gen], max_tokens=32, stop=["."])
     assert [s["filtered_resps"][0] for s in gen] == want
     assert all("." not in t for t in want)
