@@ -81,7 +81,6 @@ stages:
 
 STUDENT_SHAPES = {
     "llamba": "{kind: discrete_mamba2, n_qk_heads: 8, n_v_heads: 8, head_dim: 8, d_state: 8, chunk_size: 16}",
-    "mamba2": "{kind: mamba2, n_groups: 8, n_v_heads: 8, head_dim: 8, d_state: 8, chunk_size: 16}",
     "mamba2_hybrid": "{kind: mamba2, n_groups: 8, n_v_heads: 8, head_dim: 8, d_state: 8, chunk_size: 16, "
                      "attention_layers: [1, 3]}",
 }
@@ -90,7 +89,8 @@ STUDENT_SHAPES = {
 @pytest.fixture(scope="session")
 def students(tmp_path_factory, data_dir, subq_bin, subq_py):
     """Tiny students distilled from stories260K through the Python package (subq.distill): a Llamba
-    (Discrete Mamba-2), a Mamba-2 and a Mamba-2 + attention hybrid, each with the teacher's MLPs.
+    (Discrete Mamba-2) and a Mamba-2 + attention hybrid (Mamba-2 layers 0, 2, 4; the teacher's attention
+    in 1, 3), each with the teacher's MLPs.
     Folder per kind; skipped where the trainer (libtorch) is not built."""
     if not has_trainer(subq_bin):
         pytest.skip("subq was built without the trainer (libtorch)")

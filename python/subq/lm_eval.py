@@ -4,15 +4,15 @@
     python -m subq.lm_eval --model subq ...      # the same, where the package's .pth hook is not installed
 
 `pip install .` installs subq_lm_eval.pth, which registers the name when lm_eval is imported
-(subq/_lm_eval_hook.py); importing this module registers it too.
+(python/_subq_lm_eval_hook.py); importing this module registers it too.
 
 model_args: pretrained (path), tokenizer (override), threads (0: all CPUs), batch_tokens (tokens per
 engine call, default 512), add_bos_token (default true: subq's models see BOS at the start of every
 document), max_length (rolling-window length; default the model's context limit), state_dtype (f32|bf16).
 batch_size is the number of sequences scored or generated together ("auto": 32).
 
-loglikelihood scores every request as its own sequence in ragged batches (no padding), so results do not
-depend on the batch size; generate_until decodes each group of requests with equal generation settings as
+loglikelihood scores every request as its own sequence in ragged batches (no padding), so results depend
+on the batch size only through float rounding; generate_until decodes each group of requests with equal generation settings as
 one batch through the `subq serve` scheduler, stopping at the `until` strings.
 """
 from __future__ import annotations

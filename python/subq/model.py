@@ -79,7 +79,7 @@ class Model:
         context/continuation: strings (split as lm-evaluation-harness does: the pair is encoded whole, the
         continuation is what follows the context's tokens; add_bos prepends BOS) or token-id lists.
         One pair -> (float, bool); lists of pairs -> (np.float64 array, np.bool_ array)."""
-        single = isinstance(context, str) or (
+        single = isinstance(context, str) or (isinstance(context, np.ndarray) and context.ndim == 1) or (
             isinstance(context, Sequence) and (len(context) == 0 or not isinstance(context[0], (str, Sequence, np.ndarray))))
         if single:
             context, continuation = [context], [continuation]
