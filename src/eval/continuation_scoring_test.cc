@@ -8,7 +8,8 @@
 #include <cmath>
 #include <random>
 
-#include "apps/common.h"
+#include "io/checkpoint.h"
+#include "io/tokenizer.h"
 #include "model/model_test_util.h"
 #include "../../tests/test_util.h"
 
@@ -82,18 +83,22 @@ TEST_P(Scoring, BatchedEqualsOneSequenceAtATime) {
 INSTANTIATE_TEST_SUITE_P(Families, Scoring, ::testing::Values("llama", "mamba2", "llamba", "gated_deltanet"));
 
 TEST(Scoring, RealModelGreedyContinuationIsGreedy) {
-  auto lm = LoadModel(testing::DataDir() + "/stories260K/stories260K.bin", "", true);
-  ASSERT_TRUE(lm.ok()) << lm.status().message();
-  const Tokenizer& tok = *lm->tokenizer;
+  auto ck = ReadCheckpoint(testing::DataDir() + "/stories260K/stories260K.bin");
+  ASSERT_TRUE(ck.ok()) << ck.status().message();
+  auto model = Model::FromCheckpoint(*ck);
+  auto tokp = TokenizerForCheckpoint(*ck);
+  ASSERT_TRUE(model.ok() && tokp.ok());
+  const Tokenizer& tok = **tokp;
+  const Model& m = **model;
   // The model's own greedy continuation of "Once upon a time" (data README) is greedy; a rare word is not.
   auto greedy = EncodeContinuationPair(tok, "Once upon a time,", " there was a little girl", true);
   auto odd = EncodeContinuationPair(tok, "Once upon a time,", " purple elephants", true);
-  auto got = ScoreContinuations(*lm->model, {greedy, odd});
+  auto got = ScoreContinuations(m, {greedy, odd});
   ASSERT_TRUE(got.ok()) << got.status().message();
   EXPECT_TRUE((*got)[0].greedy);
   EXPECT_FALSE((*got)[1].greedy);
   EXPECT_GT((*got)[0].logprob, (*got)[1].logprob);
-  const Ref r = Reference(*lm->model, greedy);
+  const Ref r = Reference(m, greedy);
   EXPECT_NEAR((*got)[0].logprob, r.logprob, 1e-4);
 }
 
