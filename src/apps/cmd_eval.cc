@@ -1,5 +1,6 @@
-// subq eval: sliding-window perplexity of a model over a text file (--text), or its accuracy on a synthetic
-// probe (--probe: exact match of the greedy answer tokens, with a 95% Wilson interval).
+// subq eval: sliding-window perplexity of a model over a text file (--text), its accuracy on a synthetic
+// probe (--probe: exact match of the greedy answer tokens, with a 95% Wilson interval), or multiple-choice
+// accuracy as lm-evaluation-harness scores it (--choices JSONL: acc, acc_norm).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 
 #include "apps/commands.h"
 #include "apps/common.h"
+#include "eval/continuation_scoring.h"
 #include "eval/perplexity.h"
 #include "eval/probe_score.h"
 #include "eval/text_data.h"
@@ -23,7 +25,7 @@ namespace subq {
 namespace {
 
 struct EvalOptions {
-  std::string model, tokenizer, text, state_dtype = "f32", device = "cpu";
+  std::string model, tokenizer, text, choices, delimiter = " ", state_dtype = "f32", device = "cpu";
   bool json = false, no_check_weights = false, allow_longer = false;
   int window = 0, stride = 0, piece = -1;
   int64_t max_tokens = 0;
@@ -59,8 +61,32 @@ int RunProbeEval(const EvalOptions& o) {
   return 0;
 }
 
+// --choices: multiple-choice accuracy as lm-evaluation-harness computes it (eval/continuation_scoring.h).
+int RunChoices(const EvalOptions& o) {
+  auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights, o.state_dtype);
+  if (!lm.ok()) return ReportError(lm.status());
+  auto items = ReadChoiceJsonl(o.choices);
+  if (!items.ok()) return ReportError(items.status());
+  ScoringOptions so;
+  so.batch_tokens = o.batch_tokens;
+  auto acc = ScoreChoices(*lm->model, *lm->tokenizer, *items, o.delimiter, so);
+  if (!acc.ok()) return ReportError(acc.status());
+  if (o.json) {
+    const nlohmann::json j = {{"model", o.model}, {"choices", o.choices}, {"items", acc->items},
+                              {"acc", acc->acc},   {"acc_norm", acc->acc_norm}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("acc %.4f  acc_norm %.4f  over %d items\n", acc->acc, acc->acc_norm, acc->items);
+  }
+  return 0;
+}
+
 int RunEval(const EvalOptions& o) {
   if (Status d = RequireDevice(o.device, o.state_dtype); !d.ok()) return ReportError(d);
+  if (!o.choices.empty()) {
+    if (o.device != "cpu") return ReportError(Errorf("eval --choices runs on the CPU engine (drop --device {})", o.device));
+    return RunChoices(o);
+  }
   auto lm = LoadModel(o.model, o.tokenizer, /*load_tokenizer=*/true, /*chunk=*/0, !o.no_check_weights, o.state_dtype);
   if (!lm.ok()) return ReportError(lm.status());
   // With a bf16 state, also score the f32-state model (same weights) to report the change.
@@ -131,10 +157,15 @@ int RunEval(const EvalOptions& o) {
 
 void AddEvalCommand(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
-  CLI::App* c = app.add_subcommand("eval", "Perplexity over a text file (sliding window), or accuracy on a probe");
+  CLI::App* c = app.add_subcommand(
+      "eval", "Perplexity over a text file (sliding window), accuracy on a probe, or multiple-choice accuracy");
   c->add_option("--model", o->model, "model path")->required();
   c->add_option("--tokenizer", o->tokenizer, "tokenizer file");
   auto* text = c->add_option("--text", o->text, "plain-text file (documents may be separated by <|endoftext|>)");
+  auto* choices = c->add_option("--choices", o->choices,
+                                "JSONL of {context, endings, label}: acc and acc_norm as lm-eval's multiple_choice");
+  text->excludes(choices);
+  c->add_option("--delimiter", o->delimiter, "with --choices: text between context and ending (default \" \")");
   c->add_flag("--json", o->json, "print one JSON object");
   c->add_option("--window", o->window, "tokens per window (default min(max_seq_len, 512))")->check(CLI::PositiveNumber);
   c->add_option("--stride", o->stride, "window stride (default window/2)")->check(CLI::PositiveNumber);
@@ -147,17 +178,19 @@ void AddEvalCommand(CLI::App& app) {
   AddNoCheckWeightsFlag(c, &o->no_check_weights);
   AddProbeOptions(c, &o->probe, /*required=*/false);
   c->get_option("--probe")->excludes(text);
-  c->add_option("--batch-tokens", o->batch_tokens, "probe: tokens per Forward call (default 2048)")
+  c->get_option("--probe")->excludes(choices);
+  c->add_option("--batch-tokens", o->batch_tokens, "probe, choices: tokens per Forward call (default 2048)")
       ->check(CLI::PositiveNumber);
   c->add_option("--device", o->device, "cpu or cuda (perplexity on the GPU)")->check(CLI::IsMember({"cpu", "cuda"}));
   c->callback([o, c] {
     if (c->count("--probe") > 0) {
       ExitCode() = o->device == "cpu" ? RunProbeEval(*o)
                                       : ReportError(Errorf("eval --probe runs on the CPU engine (drop --device {})", o->device));
-    } else if (c->count("--text") > 0) {
+    } else if (c->count("--text") > 0 || c->count("--choices") > 0) {
       ExitCode() = RunEval(*o);
     } else {
-      ExitCode() = ReportError(Errorf("eval needs --text FILE (perplexity) or --probe NAME (probe accuracy)"));
+      ExitCode() = ReportError(Errorf("eval needs --text FILE (perplexity), --probe NAME (probe accuracy) or "
+                                      "--choices FILE.jsonl (multiple choice)"));
     }
   });
 }

@@ -17,6 +17,7 @@ void AddTokenizeCommand(CLI::App& app);
 void AddServeCommand(CLI::App& app);
 void AddSampleCommand(CLI::App& app);
 void AddQuantizeCommand(CLI::App& app);
+void AddConvertCommand(CLI::App& app);
 void AddDataCommand(CLI::App& app);
 #ifdef SUBQ_HAVE_TORCH
 void AddDistillCommand(CLI::App& app);

@@ -1,5 +1,5 @@
-// The subq command line: generate, inspect, eval, heads, logits, tokenize, serve, sample, quantize, bench, data,
-// distill.
+// The subq command line: generate, inspect, eval, heads, logits, tokenize, serve, sample, quantize, convert,
+// bench, data, distill.
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   subq::AddServeCommand(app);
   subq::AddSampleCommand(app);
   subq::AddQuantizeCommand(app);
+  subq::AddConvertCommand(app);
   subq::AddBenchCommand(app);
   subq::AddDataCommand(app);
 #ifdef SUBQ_HAVE_TORCH

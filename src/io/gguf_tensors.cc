@@ -106,30 +106,46 @@ Status ComputeTensorBytes(const std::string& path, GgufTensor* t) {
   }
 }
 
+namespace {
+
+// GGUF name -> HF name, per arch: top-level tensors and the per-block leaves ("blk.N." + leaf).
+struct NameTables {
+  std::map<std::string, std::map<std::string, std::string>> top, blk;
+};
+
+const NameTables& Tables() {
+  static const NameTables t = {
+      {{"llama",
+        {{"token_embd.weight", "model.embed_tokens.weight"},
+         {"output_norm.weight", "model.norm.weight"},
+         {"output.weight", "lm_head.weight"}}},
+       {"mamba2",
+        {{"token_embd.weight", "backbone.embeddings.weight"},
+         {"output_norm.weight", "backbone.norm_f.weight"},
+         {"output.weight", "lm_head.weight"}}}},
+      {{"llama",
+        {{"attn_norm.weight", "input_layernorm.weight"},   {"attn_q.weight", "self_attn.q_proj.weight"},
+         {"attn_k.weight", "self_attn.k_proj.weight"},     {"attn_v.weight", "self_attn.v_proj.weight"},
+         {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
+         {"ffn_gate.weight", "mlp.gate_proj.weight"},      {"ffn_up.weight", "mlp.up_proj.weight"},
+         {"ffn_down.weight", "mlp.down_proj.weight"}}},
+       {"mamba2",
+        {{"attn_norm.weight", "norm.weight"},           {"ssm_in.weight", "mixer.in_proj.weight"},
+         {"ssm_conv1d.weight", "mixer.conv1d.weight"}, {"ssm_conv1d.bias", "mixer.conv1d.bias"},
+         {"ssm_dt.bias", "mixer.dt_bias"},             {"ssm_a", "mixer.A_log"},
+         {"ssm_d", "mixer.D"},                         {"ssm_norm.weight", "mixer.norm.weight"},
+         {"ssm_out.weight", "mixer.out_proj.weight"}}}}};
+  return t;
+}
+
+const char* LayerPrefix(const std::string& arch) { return arch == "llama" ? "model.layers." : "backbone.layers."; }
+
+}  // namespace
+
 std::string HfName(const std::string& arch, const std::string& g) {
-  static const std::map<std::string, std::map<std::string, std::string>> top = {
-      {"llama",
-       {{"token_embd.weight", "model.embed_tokens.weight"},
-        {"output_norm.weight", "model.norm.weight"},
-        {"output.weight", "lm_head.weight"}}},
-      {"mamba2",
-       {{"token_embd.weight", "backbone.embeddings.weight"},
-        {"output_norm.weight", "backbone.norm_f.weight"},
-        {"output.weight", "lm_head.weight"}}}};
-  static const std::map<std::string, std::map<std::string, std::string>> blk = {
-      {"llama",
-       {{"attn_norm.weight", "input_layernorm.weight"},   {"attn_q.weight", "self_attn.q_proj.weight"},
-        {"attn_k.weight", "self_attn.k_proj.weight"},     {"attn_v.weight", "self_attn.v_proj.weight"},
-        {"attn_output.weight", "self_attn.o_proj.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
-        {"ffn_gate.weight", "mlp.gate_proj.weight"},      {"ffn_up.weight", "mlp.up_proj.weight"},
-        {"ffn_down.weight", "mlp.down_proj.weight"}}},
-      {"mamba2",
-       {{"attn_norm.weight", "norm.weight"},           {"ssm_in.weight", "mixer.in_proj.weight"},
-        {"ssm_conv1d.weight", "mixer.conv1d.weight"}, {"ssm_conv1d.bias", "mixer.conv1d.bias"},
-        {"ssm_dt.bias", "mixer.dt_bias"},             {"ssm_a", "mixer.A_log"},
-        {"ssm_d", "mixer.D"},                         {"ssm_norm.weight", "mixer.norm.weight"},
-        {"ssm_out.weight", "mixer.out_proj.weight"}}}};
-  const std::string prefix = arch == "llama" ? "model.layers." : "backbone.layers.";
+  const auto& top = Tables().top;
+  const auto& blk = Tables().blk;
+  const std::string prefix = LayerPrefix(arch);
   if (!top.count(arch)) return "";
   if (auto it = top.at(arch).find(g); it != top.at(arch).end()) return it->second;
   if (g.rfind("blk.", 0) != 0) return "";
@@ -139,6 +155,23 @@ std::string HfName(const std::string& arch, const std::string& g) {
   if (!std::all_of(idx.begin(), idx.end(), [](char c) { return c >= '0' && c <= '9'; })) return "";
   auto it = blk.at(arch).find(g.substr(dot + 1));
   return it == blk.at(arch).end() ? "" : fmt::format("{}{}.{}", prefix, std::stoi(idx), it->second);
+}
+
+std::string GgufName(const std::string& arch, const std::string& hf) {
+  const auto& top = Tables().top;
+  const auto& blk = Tables().blk;
+  if (!top.count(arch)) return "";
+  for (const auto& [g, h] : top.at(arch))
+    if (h == hf) return g;
+  const std::string prefix = LayerPrefix(arch);
+  if (hf.rfind(prefix, 0) != 0) return "";
+  const size_t dot = hf.find('.', prefix.size());
+  if (dot == std::string::npos || dot == prefix.size()) return "";
+  const std::string idx = hf.substr(prefix.size(), dot - prefix.size());
+  if (idx.size() > 6 || !std::all_of(idx.begin(), idx.end(), [](char c) { return c >= '0' && c <= '9'; })) return "";
+  for (const auto& [g, h] : blk.at(arch))
+    if (h == hf.substr(dot + 1)) return fmt::format("blk.{}.{}", std::stoi(idx), g);
+  return "";
 }
 
 Status AddTensor(const std::string& arch, const GgufTensor& t, const uint8_t* data, const std::string& path,

@@ -35,6 +35,8 @@ std::string GgmlTypeName(uint32_t type);
 Status ComputeTensorBytes(const std::string& path, GgufTensor* t);
 // Maps a GGUF tensor name of `arch` to the HF name ("" if unknown).
 std::string HfName(const std::string& arch, const std::string& gguf_name);
+// The inverse: the GGUF name of HF tensor `hf_name` in `arch` ("" if it has none), for the GGUF writer.
+std::string GgufName(const std::string& arch, const std::string& hf_name);
 // Adds tensor `t` (its bytes at `data`, inside the mapped file) to `store` under its HF name.
 Status AddTensor(const std::string& arch, const GgufTensor& t, const uint8_t* data, const std::string& path,
                  TensorStore* store);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
+#include "io/hf_write.h"
 #include "io/quantized.h"
 #include "io/safetensors_write.h"
 #include "ops/weight.h"
@@ -23,51 +24,6 @@ enum class OutType { kQ8, kQ4, kF16, kBF16 };
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-ordered_json LlamaConfigJson(const ModelConfig& c) {
-  return {{"architectures", {"LlamaForCausalLM"}},
-          {"model_type", "llama"},
-          {"hidden_size", c.dim},
-          {"intermediate_size", c.hidden_dim},
-          {"num_hidden_layers", c.n_layers},
-          {"num_attention_heads", c.attn.n_heads},
-          {"num_key_value_heads", c.attn.n_kv_heads},
-          {"head_dim", c.attn.head_dim},
-          {"vocab_size", c.vocab_size},
-          {"max_position_embeddings", c.max_seq_len},
-          {"rms_norm_eps", c.norm_eps},
-          {"rope_theta", c.attn.rope_theta},
-          {"hidden_act", "silu"},
-          {"tie_word_embeddings", c.tie_embeddings},
-          {"bos_token_id", c.bos_id},
-          {"eos_token_id", c.eos_id}};
-}
-
-Result<ordered_json> Mamba2ConfigJson(const ModelConfig& c, bool conv_bias, const std::string& path) {
-  const Mamba2Config& m = c.mamba2;
-  if (m.d_inner() % c.dim != 0)
-    return Errorf("{}: d_inner {} is not a multiple of the model width {}; transformers' Mamba2Config needs an "
-                  "integral expand", path, m.d_inner(), c.dim);
-  return ordered_json{{"architectures", {"Mamba2ForCausalLM"}},
-                      {"model_type", "mamba2"},
-                      {"hidden_size", c.dim},
-                      {"num_hidden_layers", c.n_layers},
-                      {"vocab_size", c.vocab_size},
-                      {"num_heads", m.n_heads},
-                      {"head_dim", m.head_dim},
-                      {"state_size", m.state_size},
-                      {"n_groups", m.n_groups},
-                      {"conv_kernel", m.conv_kernel},
-                      {"expand", m.d_inner() / c.dim},
-                      {"chunk_size", m.chunk_size},
-                      {"layer_norm_epsilon", c.norm_eps},
-                      {"tie_word_embeddings", c.tie_embeddings},
-                      {"use_conv_bias", conv_bias},
-                      {"use_bias", false},
-                      {"hidden_act", "silu"},
-                      {"bos_token_id", c.bos_id},
-                      {"eos_token_id", c.eos_id}};
 }
 
 Result<ordered_json> OutputConfig(const Checkpoint& ck, OutType type) {
@@ -97,17 +53,6 @@ Result<ordered_json> OutputConfig(const Checkpoint& ck, OutType type) {
     j["torch_dtype"] = type == OutType::kF16 ? "float16" : "bfloat16";
   }
   return j;
-}
-
-// Meta/GGUF interleaved q/k rows -> HF rotate-half rows: HF row h*hd + t*hd/2 + i is Meta row h*hd + 2i + t.
-void ToRotateHalf(Tensor* w, int64_t head_dim) {
-  const int64_t rows = w->shape[0], cols = w->shape[1], half = head_dim / 2;
-  std::vector<float> out(w->data.size());
-  for (int64_t h = 0; h < rows / head_dim; ++h)
-    for (int64_t t = 0; t < 2; ++t)
-      for (int64_t i = 0; i < half; ++i)
-        std::copy_n(&w->data[(h * head_dim + 2 * i + t) * cols], cols, &out[(h * head_dim + t * half + i) * cols]);
-  w->data = std::move(out);
 }
 
 struct OutTensor {
@@ -157,27 +102,6 @@ void Convert(const std::string& name, const Tensor& x, OutType type, std::vector
   out->push_back({ScaleName(name), DType::kF16, {rows, nb}, AsBytes(s)});
 }
 
-Status CopyTokenizerFiles(const Checkpoint& ck, const fs::path& out, QuantizeReport* rep) {
-  std::vector<std::pair<fs::path, std::string>> files;  // source, name in the output folder
-  std::error_code ec;
-  if (ck.format == "hf") {
-    for (const char* n : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-                          "generation_config.json"})
-      files.push_back({fs::path(ck.path) / n, n});
-  } else if (ck.format == "llama2c") {  // a SentencePiece model beside the .bin, as `tok512.model`
-    const fs::path dir = fs::path(ck.path).parent_path();
-    files.push_back({dir / "tokenizer.model", "tokenizer.model"});
-    files.push_back({dir / fmt::format("tok{}.model", ck.config.vocab_size), "tokenizer.model"});
-  }
-  for (const auto& [src, name] : files) {
-    if (!fs::is_regular_file(src, ec) || fs::exists(out / name, ec)) continue;
-    fs::copy_file(src, out / name, fs::copy_options::overwrite_existing, ec);
-    if (ec) return Errorf("{}: cannot copy to {}: {}", src.string(), (out / name).string(), ec.message());
-    rep->copied.push_back(name);
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 Result<QuantizeReport> QuantizeCheckpoint(const std::string& model, const std::string& type_name,
@@ -217,15 +141,8 @@ Result<QuantizeReport> QuantizeCheckpoint(const std::string& model, const std::s
   }
   const std::map<std::string, std::string> meta = {{"format", "pt"}, {"quantization", type_name}};
   SUBQ_RETURN_IF_ERROR(WriteSafetensors((fs::path(out_dir) / "model.safetensors").string(), views, meta));
-  const fs::path cfg = fs::path(out_dir) / "config.json", tmp = cfg.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << config.dump(2) << "\n";
-    if (!f.flush()) return Errorf("{}: write failed", tmp.string());
-  }
-  fs::rename(tmp, cfg, ec);
-  if (ec) return Errorf("{}: cannot rename to {}: {}", tmp.string(), cfg.string(), ec.message());
-  SUBQ_RETURN_IF_ERROR(CopyTokenizerFiles(ck, out_dir, &rep));
+  SUBQ_RETURN_IF_ERROR(WriteJsonAtomic((fs::path(out_dir) / "config.json").string(), config));
+  SUBQ_RETURN_IF_ERROR(CopyTokenizerFiles(ck, out_dir, &rep.copied));
   return rep;
 }
 
