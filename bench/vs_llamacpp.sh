@@ -123,6 +123,7 @@ for gguf in sorted(pathlib.Path(export).glob("*-subq.gguf")):
         sq = subprocess.run([subq, "generate", "--model", str(gguf), "--prompt", prompt, "--max-tokens", "32"],
                             capture_output=True, text=True)
         a, b = " ".join(lc.stdout.split()), " ".join(sq.stdout.split())
+        a = a.removeprefix("<s>").strip()  # llama-simple prints the BOS piece before the prompt
         same = lc.returncode == 0 and sq.returncode == 0 and a == b
         words = next((i for i, (x, y) in enumerate(zip(a.split(), b.split())) if x != y), min(len(a.split()), len(b.split())))
         rows.append({"model": model, "prompt": prompt, "llama_cpp": a, "subq": b, "same": same,
