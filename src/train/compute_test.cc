@@ -13,7 +13,8 @@
 #include "io/tokenizer.h"
 #include "train/compute.h"
 #include "train/distributed.h"
-#include "train/modules.h"
+#include "train/student.h"
+#include "train/teacher.h"
 
 namespace subq::train {
 namespace {

@@ -7,7 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "train/modules.h"
+#include "train/student.h"
+#include "train/teacher.h"
 #include "util/status.h"
 
 namespace subq::train {

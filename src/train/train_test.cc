@@ -11,7 +11,10 @@
 #include "../../tests/test_util.h"
 #include "train/data.h"
 #include "train/distill.h"
-#include "train/modules.h"
+#include "train/losses.h"
+#include "train/student.h"
+#include "train/student_mixers.h"
+#include "train/teacher.h"
 #include "train/recipe.h"
 
 namespace subq::train {

@@ -7,7 +7,7 @@
 
 #include "mixers/gated_deltanet.h"
 #include "mixers/mamba3.h"
-#include "train/students_recurrent.h"
+#include "train/student_mixers.h"
 
 namespace subq::train {
 namespace {
