@@ -13,6 +13,7 @@
 #include "io/tokenizer.h"
 #include "train/compute.h"
 #include "train/distributed.h"
+#include "train/losses.h"
 #include "train/student.h"
 #include "train/teacher.h"
 
