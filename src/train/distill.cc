@@ -23,6 +23,7 @@
 #include "train/distributed.h"
 #include "train/export.h"
 #include "train/losses.h"
+#include "train/optimizer.h"
 #include "train/student.h"
 #include "train/teacher.h"
 #include "train/recipe.h"
@@ -419,7 +420,7 @@ Status Trainer::Run(Progress pr) {
     auto nd = opts;
     nd.weight_decay(0.0);
     groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(nd));
-    torch::optim::AdamW opt(std::move(groups), opts);
+    FusedAdamW opt(std::move(groups), opts);
     if (pr.step > 0) {  // resuming inside this stage
       SUBQ_RETURN_IF_ERROR(LoadCheckpoint(ck_.resume_bytes, ck_.resume_path, ck_.resume_manifest, student_, &pr, &opt));
     }

@@ -32,6 +32,9 @@ torch::Tensor CausalSoftmax(const torch::Tensor& q, const torch::Tensor& k, int6
 }  // namespace
 
 torch::Tensor RmsNorm(const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  // ATen's rms_norm is one fused kernel on CUDA when input and weight share a dtype (the f32 residual
+  // stream); a bf16 autocast output against an f32 weight keeps the composite, which promotes to f32.
+  if (x.scalar_type() == w.scalar_type()) return at::rms_norm(x, {x.size(-1)}, w, eps);
   return x * torch::rsqrt(x.pow(2).mean(-1, /*keepdim=*/true) + eps) * w;
 }
 
