@@ -48,7 +48,8 @@ stage() {
   if [[ "$sd" == none ]]; then du -sh "$dev"; return; fi  # tests: no download; the baseline uses the torch SSD
   if [[ ! -f "$sd/mamba_ssm-$ver.tar.gz" ]]; then
     mkdir -p "$sd"
-    "$PY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation "mamba-ssm==$ver" -d "$sd"
+    # its metadata step needs `wheel` and must skip the CUDA build
+    MAMBA_SKIP_CUDA_BUILD=TRUE "$PY" -m pip download -q --no-deps --no-binary :all: --no-build-isolation "mamba-ssm==$ver" -d "$sd"
   fi
   stub_mamba_ssm "$sd/mamba_ssm-$ver.tar.gz" "$dev/mamba_src"
   du -sh "$dev"

@@ -236,7 +236,7 @@ def markdown(o, a):
                          f"{fmt(v.get('mfu'), '{:.1%}')} | {fmt(v.get('cuda_max_memory_allocated_gib'), '{:.1f} GiB')} |")
         s3 = o["stages"][2]
         if s3.get("tokens_per_s"):
-            lines.append(f"| subq: chunked torch SSD (libtorch) | libtorch AdamW (per parameter) | composite | "
+            lines.append(f"| subq: chunked torch SSD (libtorch) | fused (ATen _fused_adamw_) | fused (ATen rms_norm) | "
                          f"{fmt(s3['tokens_per_s'])} | {fmt(s3.get('mfu'), '{:.1%}')} | |")
     lines += ["", "Targets (stage 3): " + (", ".join(f"{k} = {v}" for k, v in o["targets"].items()) or "not measured"), ""]
     if b and b.get("tokens_per_s"):
