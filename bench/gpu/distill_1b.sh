@@ -81,12 +81,7 @@ run() {
   local sets=(--set "teacher=$work/teacher")
   local tb=(--seq-len 2048 --micro-batch 2 --accum 4 --steps 6)
   if [[ "$SHAPE" == tiny ]]; then
-    sets+=(--set seq_len=64 --set student.n_qk_heads=4 --set student.n_v_heads=4 --set student.head_dim=16
-           --set student.d_state=16 --set student.chunk_size=16 --set compute.stage1_head_chunk=2
-           --set compute.dtype=f32 --set stages.matrix_orientation.batch_tokens=256
-           --set stages.matrix_orientation.tokens=512 --set stages.hidden_state.batch_tokens=512
-           --set stages.hidden_state.tokens=1024 --set stages.end_to_end.batch_tokens=512
-           --set stages.end_to_end.tokens=1536 --set data.eval_tokens=256)
+    sets+=("${TINY_DISTILL_SETS[@]}")
     tb=(--seq-len 64 --micro-batch 2 --accum 2 --steps 2 --heads 4 --head-dim 16 --d-state 16 --chunk 16)
   fi
   "$PY" "$mon" --json "$out/subq_monitor.json" --timeout "${T_SUBQ:-170}" -- \

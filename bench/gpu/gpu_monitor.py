@@ -3,6 +3,7 @@
 
   gpu_monitor.py --json OUT.json [--log OUT.log] [--interval 0.05] [--timeout S] -- CMD [ARGS...]
 
+Samples are GPU 0's; the peak of every GPU of the host is kept too (data-parallel runs).
 The command's stdout and stderr are merged, echoed, and kept with the wall time of each line (so a
 report can tell which samples fall in which stage of a run). Memory is the device's memory in use as
 NVML reports it (nvidia-ml-py), minus the reading just before the command started: it includes the CUDA
@@ -19,13 +20,15 @@ import time
 
 
 def nvml_reader():
+    """read() -> (used bytes of GPU 0, utilisation % of GPU 0, [used bytes of every GPU])."""
     try:
         import pynvml
         pynvml.nvmlInit()
-        h = pynvml.nvmlDeviceGetHandleByIndex(0)
+        hs = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
 
         def read():
-            return pynvml.nvmlDeviceGetMemoryInfo(h).used, pynvml.nvmlDeviceGetUtilizationRates(h).gpu
+            used = [pynvml.nvmlDeviceGetMemoryInfo(h).used for h in hs]
+            return used[0], pynvml.nvmlDeviceGetUtilizationRates(hs[0]).gpu, used
 
         read()
         return read
@@ -45,13 +48,17 @@ def main():
     if not cmd:
         sys.exit("gpu_monitor.py: no command given (put it after --)")
     read = nvml_reader()
-    idle = read()[0] if read else 0
+    idle_all = read()[2] if read else []
+    idle = idle_all[0] if idle_all else 0
+    peak_per_gpu = [0] * len(idle_all)  # every GPU of the host (data-parallel runs use several)
     samples, lines, done = [], [], threading.Event()
 
     def sample():
         while not done.is_set():
-            used, util = read()
+            used, util, used_all = read()
             samples.append([round(time.time(), 3), used - idle, util])
+            for i, u in enumerate(used_all):
+                peak_per_gpu[i] = max(peak_per_gpu[i], u - idle_all[i])
             done.wait(a.interval)
 
     t0 = time.time()
@@ -87,7 +94,8 @@ def main():
     peak = max((s[1] for s in samples), default=None)
     with open(a.json, "w") as f:
         json.dump({"cmd": cmd, "rc": rc, "start": round(t0, 3), "end": round(time.time(), 3),
-                   "idle_used_bytes": idle, "peak_used_bytes": peak, "interval_s": a.interval,
+                   "idle_used_bytes": idle, "peak_used_bytes": peak,
+                   "peak_used_bytes_per_gpu": peak_per_gpu if samples else None, "interval_s": a.interval,
                    "samples": samples, "lines": lines}, f)
     sys.exit(rc)
 

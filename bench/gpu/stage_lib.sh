@@ -25,3 +25,12 @@ stub_mamba_ssm() {
   echo '__version__ = "stub"  # only the Triton op modules are carried' > "$2"/mamba_ssm/__init__.py
   rm -rf "$t"
 }
+
+# recipes/llamba-1b-scale.yaml shrunk to the `tiny` teacher of make_random_llama.py (CPU tests of the GPU
+# benches): a student that fits it, short sequences, f32, a few steps per stage.
+TINY_DISTILL_SETS=(--set seq_len=64 --set student.n_qk_heads=4 --set student.n_v_heads=4 --set student.head_dim=16
+  --set student.d_state=16 --set student.chunk_size=16 --set compute.stage1_head_chunk=2
+  --set compute.dtype=f32 --set stages.matrix_orientation.batch_tokens=256
+  --set stages.matrix_orientation.tokens=512 --set stages.hidden_state.batch_tokens=512
+  --set stages.hidden_state.tokens=1024 --set stages.end_to_end.batch_tokens=512
+  --set stages.end_to_end.tokens=1536 --set data.eval_tokens=256)
