@@ -82,6 +82,7 @@ EngineStats Engine::Stats() const {
   s.state_bytes = st_state_bytes_;
   s.spec_proposed = st_proposed_;
   s.spec_accepted = st_accepted_;
+  s.steps = st_steps_;
   s.tokens_per_s = st_tps_;
   return s;
 }
@@ -230,7 +231,10 @@ Status Engine::Step() {
   for (auto& it : items)
     batch.push_back(Feed{it.s->state.get(), it.in.data(), static_cast<int>(it.in.size()),
                          it.host_logits ? logits_.data() + it.row * vocab_ : nullptr, !it.s->proposal.empty()});
-  if (!batch.empty()) SUBQ_RETURN_IF_ERROR(target_->Forward(batch));
+  if (!batch.empty()) {
+    SUBQ_RETURN_IF_ERROR(target_->Forward(batch));
+    ++st_steps_;
+  }
 
   for (size_t i = 0; i < items.size(); ++i) {
     auto& it = items[i];

@@ -36,6 +36,7 @@ struct EngineStats {
   int64_t prompt_tokens = 0, prefilled_tokens = 0, generated_tokens = 0;
   int64_t cache_hits = 0, cache_misses = 0, cache_bytes = 0, cache_entries = 0, state_bytes = 0;
   int64_t spec_proposed = 0, spec_accepted = 0;
+  int64_t steps = 0;  // batched forwards of the target
   double tokens_per_s = 0;
 };
 
@@ -89,7 +90,7 @@ class Engine {
 
   std::atomic<int64_t> st_running_{0}, st_requests_{0}, st_prompt_{0}, st_prefilled_{0}, st_generated_{0};
   std::atomic<int64_t> st_hits_{0}, st_misses_{0}, st_cache_bytes_{0}, st_cache_entries_{0}, st_state_bytes_{0};
-  std::atomic<int64_t> st_proposed_{0}, st_accepted_{0};
+  std::atomic<int64_t> st_proposed_{0}, st_accepted_{0}, st_steps_{0};
   std::atomic<double> st_tps_{0};
   std::deque<std::pair<double, int64_t>> tps_window_;  // (time, generated) samples of the last seconds
   std::thread thread_;
