@@ -73,6 +73,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sweep", default="", help="concurrency levels, e.g. 1,32,256 (one server per device)")
     ap.add_argument("--devices", default="cuda,cpu", help="with --sweep")
+    ap.add_argument("--client-procs", type=int, default=1, help="with --sweep: client processes per level")
     a = ap.parse_args()
     if a.sweep:
         return sweep(a)
@@ -130,19 +131,35 @@ def metric(port, name):
     return float(re.search(rf"^subq_{name} (\S+)$", text, re.M).group(1))
 
 
-def level(port, c, n, max_tokens, time_limit):
-    """n streaming requests, at most c in flight: one row of the sweep."""
-    g0, s0 = metric(port, "generated_tokens_total"), metric(port, "steps_total")
-    t0 = time.monotonic()
-    deadline = t0 + time_limit
+def client_part(port, ids, c, max_tokens, deadline):
+    """Requests `ids`, at most c in flight (one client process of a sweep level)."""
     results = []
-    with concurrent.futures.ThreadPoolExecutor(c) as ex:
-        futs = [ex.submit(one_request, port, i, max_tokens, deadline) for i in range(n)]
-        for f in concurrent.futures.as_completed(futs, timeout=time_limit + 10):
+    with concurrent.futures.ThreadPoolExecutor(max(1, c)) as ex:
+        futs = [ex.submit(one_request, port, i, max_tokens, deadline) for i in ids]
+        for f in concurrent.futures.as_completed(futs, timeout=max(1.0, deadline - time.monotonic()) + 10):
             try:
                 results.append(f.result())
             except Exception as e:  # noqa: BLE001
                 results.append({"ok": False, "error": repr(e)})
+    return results
+
+
+def level(port, c, n, max_tokens, time_limit, procs=1):
+    """n streaming requests, at most c in flight, from `procs` client processes (one Python process cannot
+    parse more than a few hundred SSE streams' chunks per second): one row of the sweep."""
+    g0, s0 = metric(port, "generated_tokens_total"), metric(port, "steps_total")
+    t0 = time.monotonic()
+    deadline = t0 + time_limit
+    procs = max(1, min(procs, c))
+    if procs == 1:
+        results = client_part(port, list(range(n)), c, max_tokens, deadline)
+    else:
+        results = []
+        with concurrent.futures.ProcessPoolExecutor(procs) as ex:
+            parts = [ex.submit(client_part, port, list(range(k, n, procs)), c // procs, max_tokens, deadline)
+                     for k in range(procs)]
+            for f in parts:
+                results += f.result()
     wall = time.monotonic() - t0
     gen = metric(port, "generated_tokens_total") - g0
     steps = metric(port, "steps_total") - s0
@@ -173,7 +190,8 @@ def sweep(a):
             port = int(m.group(1))
             level(port, 4, 8, a.max_tokens, a.time_limit)  # warm-up (CUDA graphs of the small buckets)
             for c in levels:
-                r = level(port, c, max(2 * c, a.requests), a.max_tokens, a.time_limit)
+                r = level(port, c, max(2 * c, a.requests), a.max_tokens, a.time_limit, a.client_procs)
+                r["client_procs"] = max(1, min(a.client_procs, c))
                 r["device"] = dev
                 r["server_rss_mib"] = round(rss_mib(srv.pid), 1)
                 rows.append(r)
@@ -185,10 +203,12 @@ def sweep(a):
             if r["device"] == dev:
                 r["server_exit_code"] = code
     out = {"model": pathlib.Path(a.model).name, "max_tokens": a.max_tokens, "threads": a.threads,
-           "temperature": 0.8, "rows": rows}
+           "client_procs": a.client_procs, "temperature": 0.8, "rows": rows}
     pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
-    md = [f"# subq serve load: {out['model']}, {a.max_tokens} tokens per streaming request, CPU threads {a.threads}",
+    md = [f"# subq serve load: {out['model']}, {a.max_tokens} tokens per streaming request, CPU server threads "
+          f"{a.threads}, up to {a.client_procs} client processes", "",
+          "`python3 bench/serve_load.py " + " ".join(sys.argv[1:]) + "`",
           "", "| device | concurrency | requests | errors | requests/s | tok/s | tokens/step | p50 latency s | "
           "p99 latency s | p50 TTFT s |", "|---|---|---|---|---|---|---|---|---|---|"]
     f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731

@@ -5,13 +5,17 @@ in shared batched steps. The GPU cases SKIP without a GPU; there `serve --device
 "no CUDA device".
 
 Tolerance: the GPU computes with bf16 weights and activations (f32 state and accumulation), the CPU in
-f32, so greedy tokens can part where the top two logits are closer than bf16 rounding; for stories260K and
-the prompts below they are identical (as `subq generate --device cuda` is in test_cli.py), and the tests
-require that. Within the GPU server, a cache hit must give exactly the cold run's tokens."""
+f32, so greedy tokens can part where the top two logits are closer than bf16 rounding (seen on the H200:
+one of the six prompts below parts after ~25 tokens). So: every GPU server completion must equal
+`subq generate --device cuda` exactly (same kernels, one sequence), and agree with the CPU server's on at
+least its first 16 characters, with at least half of the prompts identical in full. Within the GPU server
+everything is exact: a cache hit gives the cold run's tokens, concurrent batched requests the sequential
+ones, and seeded sampling repeats."""
 import concurrent.futures
 import json
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -78,10 +82,15 @@ def test_draft_model_on_cuda_is_refused(gpu, subq_bin, model, data_dir):
     assert p.returncode == 1 and "speculative decoding is CPU-only for now" in p.stderr, p.stderr
 
 
-def test_greedy_equals_cpu_server(cuda_server, cpu_server):
+def test_greedy_equals_generate_on_cuda_and_cpu_within_bf16(cuda_server, cpu_server, subq_bin, model):
     gpu_out = [_greedy(cuda_server, p) for p in PROMPTS]
     cpu_out = [_greedy(cpu_server, p) for p in PROMPTS]
-    assert gpu_out == cpu_out
+    for p, g in zip(PROMPTS, gpu_out):
+        ref = run_subq(subq_bin, "generate", "--model", model, "--prompt", p, "--max-tokens", "48", "--device", "cuda")
+        assert p + g == ref.stdout.rstrip("\n")
+    for g, c in zip(gpu_out, cpu_out):
+        assert g[:16] == c[:16], (g, c)
+    assert sum(g == c for g, c in zip(gpu_out, cpu_out)) >= len(PROMPTS) // 2, list(zip(gpu_out, cpu_out))
     assert len(set(gpu_out)) > 1
 
 
@@ -101,7 +110,7 @@ def test_streaming_n_stop_logprobs(cuda_server, cpu_server):
     # stop strings and logprobs (the host path: logits come back from the GPU), as on the CPU
     sargs = dict(model="m", prompt="Once upon a time", max_tokens=40, temperature=0, stop=["Lily"], logprobs=3)
     r, ref = c.completions.create(**sargs).choices[0], cpu_server.client.completions.create(**sargs).choices[0]
-    assert r.finish_reason == "stop" and "Lily" not in r.text and r.text == ref.text
+    assert r.finish_reason == "stop" and "Lily" not in r.text and r.text == ref.text  # this prompt: identical
     assert len(r.logprobs.tokens) == len(r.logprobs.top_logprobs) > 0
     assert all(v <= 0 for v in r.logprobs.token_logprobs) and all(len(t) == 3 for t in r.logprobs.top_logprobs)
     for got, want in zip(r.logprobs.token_logprobs, ref.logprobs.token_logprobs):
@@ -140,8 +149,8 @@ def test_chat_multi_turn_hits_cache(gpu, subq_bin, data_dir, tmp_path):
     cfg["chat_template"] = CHAT_TEMPLATE
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(cfg))
     answers = {}
-    for device in ("cuda", "cpu"):
-        s = Server(subq_bin, tmp_path, "--device", device)
+    for cache in ("64M", "0"):
+        s = Server(subq_bin, tmp_path, "--device", "cuda", "--cache-bytes", cache)
         try:
             c = s.client
             msgs = [{"role": "user", "content": "Tell me a story about a cat."}]
@@ -152,21 +161,29 @@ def test_chat_multi_turn_hits_cache(gpu, subq_bin, data_dir, tmp_path):
             r2 = c.chat.completions.create(model="m", messages=msgs2, max_tokens=8, temperature=0)
             prefilled = s.metric("prefill_tokens_total") - p0
             new_turn = r2.usage.prompt_tokens - r1.usage.prompt_tokens - r1.usage.completion_tokens
-            assert prefilled <= new_turn + 2, (device, prefilled, new_turn)
+            if cache != "0":  # the second turn restored the state after the first answer
+                assert prefilled <= new_turn + 2, (prefilled, new_turn)
+                assert s.metric("prefix_cache_hits_total") >= 1
             again = c.chat.completions.create(model="m", messages=msgs2, max_tokens=8, temperature=0)
             assert again.choices[0].message.content == r2.choices[0].message.content
-            answers[device] = (answer, r2.choices[0].message.content)
+            answers[cache] = (answer, r2.choices[0].message.content)
         finally:
             s.stop()
-    assert answers["cuda"] == answers["cpu"]
+    assert answers["64M"] == answers["0"]  # cache hits give the cold run's tokens
 
 
 def test_concurrent_requests_share_batched_steps(cuda_server):
     prompts = [PROMPTS[i % len(PROMPTS)] + " " * (i // len(PROMPTS)) for i in range(24)]
-    sequential = [_greedy(cuda_server, p, 32) for p in prompts]
+    sequential = [_greedy(cuda_server, p, 64) for p in prompts]
     g0, s0 = cuda_server.metric("generated_tokens_total"), cuda_server.metric("steps_total")
+    barrier = threading.Barrier(len(prompts))
+
+    def together(p):
+        barrier.wait()
+        return _greedy(cuda_server, p, 64)
+
     with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
-        concurrent_out = list(pool.map(lambda p: _greedy(cuda_server, p, 32), prompts))
+        concurrent_out = list(pool.map(together, prompts))
     generated = cuda_server.metric("generated_tokens_total") - g0
     steps = cuda_server.metric("steps_total") - s0
     assert concurrent_out == sequential

@@ -15,6 +15,8 @@ LD_LIBRARY_PATH="$PWD/lib:/usr/local/cuda/lib64" timeout 150 ./subq_cuda_tests -
   tee "$OUT/cuda_tests.log" | grep -E '^\[  (PASSED|FAILED|SKIPPED)|^\[==========\]|FAILED|Failure' | tail -20
 SUBQ_BUILD=. timeout 300 python3 -m pytest -v -rs -p no:cacheprovider tests/test_serve_cuda.py 2>&1 |
   tee "$OUT/serve-cuda-h200.log" | tail -30
-[ "${LOAD:-1}" = 0 ] || timeout 300 python3 serve_load.py --subq ./subq --model data/stories260K/stories260K.bin \
-  --sweep 1,32,256 --devices cuda,cpu --threads "${CPU_THREADS:-16}" --max-tokens 64 --requests 32 --time-limit 100 \
+# The load sweep on a dedicated machine: OpenMP threads spin between ops (the default policy).
+[ "${LOAD:-1}" = 0 ] || env -u OMP_WAIT_POLICY timeout 300 python3 serve_load.py --subq ./subq \
+  --model data/stories260K/stories260K.bin --sweep 1,32,256 --devices cuda,cpu --threads "${CPU_THREADS:-8}" \
+  --client-procs "${CLIENT_PROCS:-6}" --max-tokens 64 --requests 32 --time-limit 100 \
   --out "$OUT/serve_load-h200.json" 2>&1 | tail -12

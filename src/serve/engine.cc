@@ -145,7 +145,6 @@ void Engine::Admit() {
     cache_.Lookup(s->tokens, s->prompt_len, *target_, *s->state, s->ready_logits);
     SamplerConfig sc = r->params.sampler;
     s->sampler = Sampler(sc);
-    target_->SetSampler(*s->state, DeviceSampler(sc));
     s->stream = std::make_unique<DecodeStream>(tok_, r->prompt);
     for (const auto& stop : r->params.stop) s->stop_hold = std::max(s->stop_hold, stop.size() - 1);
     const bool greedy = sc.temperature <= 0.0f && r->params.logprobs < 0;
@@ -220,6 +219,12 @@ Status Engine::Step() {
       } else if (target_->picks_tokens() && n == 1 && s.forked && s.req->params.logprobs < 0 &&
                  pos + 1 != s.prompt_len) {
         it.host_logits = false;  // a plain decode step: the backend picks the token
+        if (!s.device_sampler) {    // its stream starts here, whether or not the prompt came from the cache
+          SamplerConfig sc = s.req->params.sampler;
+          sc.seed += static_cast<uint64_t>(s.choice);
+          target_->SetSampler(*s.state, DeviceSampler(sc));
+          s.device_sampler = true;
+        }
       } else {
         rows += 1;
       }
@@ -289,7 +294,6 @@ void Engine::Fork(Seq& s, const float* logits, std::vector<std::unique_ptr<Seq>>
     SamplerConfig sc = s.req->params.sampler;
     sc.seed += static_cast<uint64_t>(c);
     f->sampler = Sampler(sc);
-    target_->SetSampler(*f->state, DeviceSampler(sc));
     f->stream = std::make_unique<DecodeStream>(tok_, s.req->prompt);
     f->stop_hold = s.stop_hold;
     f->forked = true;

@@ -28,6 +28,7 @@ struct Engine::Seq {
   int generated = 0;
   bool forked = false;      // n > 1: the other choices were copied from this one after prefill
   bool done = false;
+  bool device_sampler = false;  // the backend's sampler is set (where it picks tokens: after the first)
   // Speculative decoding: the draft model's state (empty when this choice does not speculate).
   SequenceState draft;
   std::vector<int> proposal;  // draft tokens of the round in flight
