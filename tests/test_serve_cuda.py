@@ -189,3 +189,56 @@ def test_concurrent_requests_share_batched_steps(cuda_server):
     assert concurrent_out == sequential
     assert generated / steps >= 4, (generated, steps)  # many sequences per batched step
     assert cuda_server.metric("running_sequences") == 0
+
+
+@pytest.fixture(scope="module")
+def mamba2_folder(gpu, data_dir, tmp_path_factory):
+    """A random Mamba-2 (transformers' Mamba2ForCausalLM layout, the stories260K tokenizer), as in
+    test_serve_batching.py."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    cfg = transformers.Mamba2Config(vocab_size=512, hidden_size=64, num_heads=8, head_dim=16, expand=2,
+                                    state_size=16, n_groups=1, num_hidden_layers=2, conv_kernel=4, chunk_size=8,
+                                    tie_word_embeddings=True)
+    model = transformers.Mamba2ForCausalLM(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.endswith(("A_log", "dt_bias", "norm.weight", "norm_f.weight", ".D")):
+                p.add_(0.2 * torch.randn_like(p))
+    folder = tmp_path_factory.mktemp("mamba2")
+    model.save_pretrained(folder)
+    os.symlink(data_dir / "stories260K" / "tok512.model", folder / "tokenizer.model")
+    return folder
+
+
+def test_mamba2_student_on_cuda(subq_bin, mamba2_folder):
+    """A recurrent family: completions equal `generate --device cuda`, concurrent batched requests equal
+    sequential ones, and a prompt extending a cached answer gives the cold server's tokens."""
+    outs = {}
+    for cache in ("64M", "0"):
+        s = Server(subq_bin, mamba2_folder, "--device", "cuda", "--max-batch", "8", "--cache-bytes", cache,
+                   "--cache-every", "4")
+        try:
+            seq = [_greedy(s, p, 24) for p in PROMPTS]
+            barrier = threading.Barrier(len(PROMPTS))
+
+            def together(p):
+                barrier.wait()
+                return _greedy(s, p, 24)
+
+            with concurrent.futures.ThreadPoolExecutor(len(PROMPTS)) as pool:
+                assert list(pool.map(together, PROMPTS)) == seq
+            longer = PROMPTS[0] + seq[0] + " The"
+            p0 = s.metric("prefill_tokens_total")
+            follow = s.client.completions.create(model="m", prompt=longer, max_tokens=24, temperature=0)
+            if cache != "0":
+                assert s.metric("prefill_tokens_total") - p0 <= follow.usage.prompt_tokens - 20
+            outs[cache] = seq + [follow.choices[0].text]
+        finally:
+            s.stop()
+    assert outs["64M"] == outs["0"] and len(set(outs["0"])) > 1
+    for p, g in zip(PROMPTS[:2], outs["0"]):
+        ref = run_subq(subq_bin, "generate", "--model", mamba2_folder, "--prompt", p, "--max-tokens", "24",
+                       "--device", "cuda")
+        assert p + g == ref.stdout.rstrip("\n")
