@@ -230,10 +230,11 @@ def test_mamba2_student_on_cuda(subq_bin, mamba2_folder):
             with concurrent.futures.ThreadPoolExecutor(len(PROMPTS)) as pool:
                 assert list(pool.map(together, PROMPTS)) == seq
             longer = PROMPTS[0] + seq[0] + " The"
-            p0 = s.metric("prefill_tokens_total")
+            p0, h0 = s.metric("prefill_tokens_total"), s.metric("prefix_cache_hits_total")
             follow = s.client.completions.create(model="m", prompt=longer, max_tokens=24, temperature=0)
-            if cache != "0":
-                assert s.metric("prefill_tokens_total") - p0 <= follow.usage.prompt_tokens - 20
+            if cache != "0":  # restored some cached prefix (random text may not re-tokenize as generated)
+                assert s.metric("prefix_cache_hits_total") > h0
+                assert s.metric("prefill_tokens_total") - p0 < follow.usage.prompt_tokens
             outs[cache] = seq + [follow.choices[0].text]
         finally:
             s.stop()
