@@ -12,6 +12,9 @@
 #include "apps/commands.h"
 #include "apps/common.h"
 #include "serve/server.h"
+#ifdef SUBQ_HAVE_CUDA
+#include "serve/backend_cuda.h"
+#endif
 
 namespace subq {
 namespace {
@@ -52,7 +55,9 @@ std::string TokenizerConfigPath(const std::string& model) {
 }
 
 int RunServe(ServeOptions o) {
-  if (o.device != "cpu") return ReportError(Errorf("--device {}: this build serves on the CPU only", o.device));
+  if (Status st = RequireDevice(o.device); !st.ok()) return ReportError(st);
+  if (o.device == "cuda" && !o.draft_model.empty())
+    return ReportError(Errorf("--draft-model: speculative decoding is CPU-only for now (serve without --device cuda)"));
   auto bytes = ParseBytes(o.cache_bytes);
   if (!bytes.ok()) return ReportError(bytes.status());
   o.engine.cache_bytes = *bytes;
@@ -83,7 +88,24 @@ int RunServe(ServeOptions o) {
   }
   o.server.model_name = o.name.empty() ? std::filesystem::path(o.model).filename().string() : o.name;
 
-  serve::Engine engine(*lm->model, draft.model.get(), *lm->tokenizer, o.engine);
+  std::unique_ptr<serve::Backend> backend;
+  if (o.device == "cuda") {
+#ifdef SUBQ_HAVE_CUDA
+    const int limit = lm->model->context_limit();
+    serve::CudaBackendOptions co;
+    co.slots = std::max(o.engine.max_batch, 16);  // n > 1 choices of one request may exceed --max-batch
+    co.context_limit = o.engine.max_context > 0 ? std::min(o.engine.max_context, limit) : limit;
+    co.max_context = co.context_limit;
+    co.max_rows = 512;
+    auto b = serve::MakeCudaBackend(lm->ckpt->config, lm->ckpt->tensors, co, &o.engine.cache_bytes);
+    if (!b.ok()) return ReportError(b.status());
+    backend = std::move(*b);
+#endif
+  } else {
+    backend = serve::MakeCpuBackend(*lm->model, o.engine.step_tokens + o.engine.max_batch * (o.engine.spec_k + 2),
+                                    o.engine.threads > 0 ? Threads{o.engine.threads} : Threads::Default());
+  }
+  serve::Engine engine(std::move(backend), draft.model.get(), *lm->tokenizer, o.engine);
   serve::Server server(engine, *lm->tokenizer, chat.get(), o.server);
   if (Status st = server.Bind(); !st.ok()) return ReportError(st);
   // SIGTERM / SIGINT only set a flag (libraries such as OpenBLAS start threads before main, so masking
@@ -98,9 +120,12 @@ int RunServe(ServeOptions o) {
     engine.Shutdown();  // open streams end (finish_reason "abort"), so the HTTP workers can be joined
     server.Stop();
   });
-  std::fprintf(stderr, "subq serve: %s on http://%s:%d (context %d, max batch %d, chat template %s%s)\n",
-               o.server.model_name.c_str(), o.server.host.c_str(), server.port(), engine.max_context(),
-               o.engine.max_batch, chat ? "yes" : "none", draft.model ? ", speculative" : "");
+  std::fprintf(stderr, "subq serve: %s on http://%s:%d (%s, context %d, max batch %d, chat template %s%s)\n",
+               o.server.model_name.c_str(), o.server.host.c_str(), server.port(), o.device.c_str(),
+               engine.max_context(), o.engine.max_batch, chat ? "yes" : "none", draft.model ? ", speculative" : "");
+  if (o.engine.cache_bytes < *bytes)
+    std::fprintf(stderr, "subq serve: --cache-bytes capped at %.1f MiB (half the free device memory)\n",
+                 o.engine.cache_bytes / 1048576.0);
   std::fflush(stderr);
   Status st = server.Serve();
   served = true;
@@ -117,7 +142,7 @@ void AddServeCommand(CLI::App& app) {
   CLI::App* c = app.add_subcommand("serve", "OpenAI-compatible HTTP server (continuous batching, prefix cache)");
   c->add_option("--model", o->model, "llama2.c .bin, .gguf, or a Hugging Face-style folder")->required();
   c->add_option("--tokenizer", o->tokenizer, "tokenizer file (default: the one beside/inside the model)");
-  c->add_option("--device", o->device, "cpu");
+  c->add_option("--device", o->device, "cpu or cuda (weights and states on the GPU, decode under CUDA graphs)");
   c->add_option("--host", o->server.host, "address to listen on (default 127.0.0.1)");
   c->add_option("--port", o->server.port, "port (0: any free port; the chosen one is printed)")->check(CLI::Range(0, 65535));
   c->add_option("--name", o->name, "model id reported by /v1/models (default: the model's file name)");

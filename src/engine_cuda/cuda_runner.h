@@ -35,6 +35,17 @@ class CudaRunner {
   void Copy(int from, int to);
   // How slot's next tokens are chosen (temperature 0: greedy). The config must be valid (ValidateSamplerConfig).
   void SetSampler(int slot, const SamplerConfig& sc);
+  // Snapshots of a slot's state (recurrent state + the filled part of its KV caches, cuda_snapshot.cc) in
+  // device memory, allocated stream-ordered; data is nullptr when the device has no memory left for one.
+  struct SlotSnapshot {
+    void* data = nullptr;
+    size_t bytes = 0;
+    int pos = 0;
+  };
+  SlotSnapshot Snapshot(int slot);
+  // slot's state and position become the snapshot's (taken from any slot of this runner).
+  void Restore(const SlotSnapshot& snap, int slot);
+  void Free(SlotSnapshot& snap);
   // Feeds tokens[0..n) to slot; returns the next token; last-token logits to *logits if given.
   int Prefill(int slot, const int* tokens, int n, std::vector<float>* logits = nullptr);
   // Feeds tokens[0..n) to slot and writes every token's logits to logits [n, vocab] (host).

@@ -275,6 +275,50 @@ TEST_P(RunnerTest, SeededSamplingIsReproducible) {
   for (size_t i = 1; i < picks.size(); ++i) EXPECT_EQ(picks[i], picks[0]) << "run " << i;
 }
 
+// Slot snapshots (cuda_snapshot.cc, the serve prefix cache): a snapshot restored into another slot holding a
+// longer sequence, or back into its own slot after it decoded on, continues bit-identically (same logits,
+// same greedy tokens) as the slot did right after the snapshot; its size is the slot's used state bytes.
+TEST_P(RunnerTest, SnapshotRestoreContinuesExactly) {
+  const HostModel hm = RandomHost(SmallConfig(GetParam()), rng);
+  const int V = hm.cfg.vocab_size;
+  std::string err;
+  auto model = CudaModel::Upload(hm.cfg, hm.View(), &err);
+  ASSERT_TRUE(model) << err;
+  CudaRunner run(*model, 3, 256, 64);
+  std::uniform_int_distribution<int> tokd(0, V - 1);
+  std::vector<int> prompt(100), other(150);
+  for (int& t : prompt) t = tokd(rng);
+  for (int& t : other) t = tokd(rng);
+  std::vector<float> first;
+  const int t0 = run.Prefill(0, prompt.data(), 100, &first);
+  auto snap = run.Snapshot(0);
+  ASSERT_NE(snap.data, nullptr);
+  EXPECT_EQ(snap.pos, 100);
+  EXPECT_EQ(snap.bytes, run.StateBytesUsed(0));
+  auto decode = [&](int slot, int tok) {  // 6 greedy steps: logits of each
+    std::vector<std::vector<float>> out;
+    for (int step = 0; step < 6; ++step) {
+      std::vector<float> lg;
+      int next = 0;
+      run.Decode(1, &slot, &tok, &next, &lg);
+      out.push_back(lg);
+      tok = next;
+    }
+    return out;
+  };
+  const auto ref = decode(0, t0);
+  EXPECT_EQ(run.pos(0), 106);
+  run.Prefill(2, other.data(), 150);  // slot 2 holds a longer, different sequence
+  run.Restore(snap, 2);
+  EXPECT_EQ(run.pos(2), 100);
+  EXPECT_EQ(decode(2, t0), ref);
+  run.Restore(snap, 0);  // back into its own slot, after it moved on
+  EXPECT_EQ(run.pos(0), 100);
+  EXPECT_EQ(decode(0, t0), ref);
+  run.Free(snap);
+  EXPECT_EQ(snap.data, nullptr);
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, RunnerTest, ::testing::Values("llama", "mamba2", "llamba"));
 
 }  // namespace

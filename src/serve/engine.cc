@@ -11,20 +11,32 @@ namespace {
 
 double Now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
+// The backend's own sampler stream for a choice (used only where it picks tokens): a different seed
+// than the host sampler's, which drew the choice's first token, so that no uniform draw is reused.
+SamplerConfig DeviceSampler(SamplerConfig sc) {
+  sc.seed ^= 0x9E3779B97F4A7C15ull;
+  return sc;
+}
+
 }  // namespace
 
 Engine::Engine(const Model& target, const Model* draft, const Tokenizer& tok, EngineOptions o)
-    : target_(target),
+    : Engine(MakeCpuBackend(target, o.step_tokens + o.max_batch * (o.spec_k + 2),
+                            o.threads > 0 ? Threads{o.threads} : Threads::Default()),
+             draft, tok, o) {}
+
+Engine::Engine(std::unique_ptr<Backend> target, const Model* draft, const Tokenizer& tok, EngineOptions o)
+    : target_(std::move(target)),
       draft_(draft),
       tok_(tok),
       o_(o),
-      max_ctx_(o.max_context > 0 ? std::min(o.max_context, target.context_limit()) : target.context_limit()),
-      vocab_(target.config().vocab_size),
-      ws_(target, o.step_tokens + o.max_batch * (o.spec_k + 2), o.threads > 0 ? Threads{o.threads} : Threads::Default()),
+      max_ctx_(o.max_context > 0 ? std::min(o.max_context, target_->context_limit()) : target_->context_limit()),
+      vocab_(target_->vocab()),
       cache_(o.cache_bytes) {
   if (draft_) {
     draft_ctx_ = std::min(max_ctx_, draft_->context_limit());
-    draft_ws_ = std::make_unique<Workspace>(*draft_, o.step_tokens + o.max_batch * (o.spec_k + 2), ws_.threads());
+    draft_ws_ = std::make_unique<Workspace>(*draft_, o.step_tokens + o.max_batch * (o.spec_k + 2),
+                                            o.threads > 0 ? Threads{o.threads} : Threads::Default());
   }
   thread_ = std::thread([this] { Loop(); });
 }
@@ -70,6 +82,7 @@ EngineStats Engine::Stats() const {
   s.state_bytes = st_state_bytes_;
   s.spec_proposed = st_proposed_;
   s.spec_accepted = st_accepted_;
+  s.steps = st_steps_;
   s.tokens_per_s = st_tps_;
   return s;
 }
@@ -123,13 +136,13 @@ void Engine::Admit() {
     s->tokens = r->prompt;
     s->prompt_len = static_cast<int>(r->prompt.size());
     s->forked = r->n == 1;
-    auto st = target_.NewSequence(max_ctx_);
+    auto st = target_->NewSequence(max_ctx_);
     if (!st.ok()) {
       for (int c = 0; c < r->n; ++c) r->Push(Event{c, "", {}, {}, {}, "error", st.status().message()});
       continue;
     }
     s->state = std::move(*st);
-    cache_.Lookup(s->tokens, s->prompt_len, s->state, s->ready_logits);
+    cache_.Lookup(s->tokens, s->prompt_len, *target_, *s->state, s->ready_logits);
     SamplerConfig sc = r->params.sampler;
     s->sampler = Sampler(sc);
     s->stream = std::make_unique<DecodeStream>(tok_, r->prompt);
@@ -175,6 +188,7 @@ Status Engine::Step() {
     int pending;  // tokens of `tokens` fed (the rest of `in` is the draft proposal)
     int pos_before;
     size_t row;   // first logits row
+    bool host_logits;  // false: the backend picks the next token (Feed::next)
   };
   std::vector<Item> items;
   const int decode_max = o_.spec_k + 2;
@@ -183,24 +197,34 @@ Status Engine::Step() {
   for (int pass = 0; pass < 2; ++pass) {
     for (auto& sp : running_) {
       Seq& s = *sp;
-      const int pending = static_cast<int>(s.tokens.size()) - s.state.pos;
+      const int pending = static_cast<int>(s.tokens.size()) - s.state->pos();
       if (s.done || pending <= 0 || (pass == 0) != (pending <= decode_max)) continue;
       int n = pending;
       if (pass == 1) {
         if (budget <= 0) break;
         n = std::min(n, budget);
         if (o_.cache_every > 0) {
-          const int boundary = (s.state.pos / o_.cache_every + 1) * o_.cache_every;
-          if (boundary < s.state.pos + n) n = boundary - s.state.pos;
+          const int boundary = (s.state->pos() / o_.cache_every + 1) * o_.cache_every;
+          if (boundary < s.state->pos() + n) n = boundary - s.state->pos();
         }
         budget -= n;
       }
-      Item it{&s, std::vector<int>(s.tokens.begin() + s.state.pos, s.tokens.begin() + s.state.pos + n), n,
-              s.state.pos, rows};
+      const int pos = s.state->pos();
+      Item it{&s, std::vector<int>(s.tokens.begin() + pos, s.tokens.begin() + pos + n), n, pos, rows, true};
       if (!s.proposal.empty()) {
         it.in.insert(it.in.end(), s.proposal.begin(), s.proposal.end());
-        s.target_snap = s.state.Snapshot();
+        s.target_snap = target_->Snapshot(*s.state);
+        if (!s.target_snap) return Errorf("no memory left for the speculative rollback snapshot");
         rows += it.in.size();
+      } else if (target_->picks_tokens() && n == 1 && s.forked && s.req->params.logprobs < 0 &&
+                 pos + 1 != s.prompt_len) {
+        it.host_logits = false;  // a plain decode step: the backend picks the token
+        if (!s.device_sampler) {    // its stream starts here, whether or not the prompt came from the cache
+          SamplerConfig sc = s.req->params.sampler;
+          sc.seed += static_cast<uint64_t>(s.choice);
+          target_->SetSampler(*s.state, DeviceSampler(sc));
+          s.device_sampler = true;
+        }
       } else {
         rows += 1;
       }
@@ -208,26 +232,41 @@ Status Engine::Step() {
     }
   }
   if (logits_.size() < rows * vocab_) logits_.resize(rows * vocab_);
-  std::vector<SeqInput> batch;
+  std::vector<Feed> batch;
   for (auto& it : items)
-    batch.push_back(SeqInput{it.in.data(), static_cast<int>(it.in.size()), &it.s->state,
-                             logits_.data() + it.row * vocab_, !it.s->proposal.empty()});
-  if (!batch.empty()) SUBQ_RETURN_IF_ERROR(target_.Forward(batch, ws_));
+    batch.push_back(Feed{it.s->state.get(), it.in.data(), static_cast<int>(it.in.size()),
+                         it.host_logits ? logits_.data() + it.row * vocab_ : nullptr, !it.s->proposal.empty()});
+  if (!batch.empty()) {
+    SUBQ_RETURN_IF_ERROR(target_->Forward(batch));
+    ++st_steps_;
+  }
 
-  for (auto& it : items) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto& it = items[i];
     Seq& s = *it.s;
     const int before = std::min(it.pos_before, s.prompt_len);
     st_prefilled_ += std::min(it.pos_before + it.pending, s.prompt_len) - before;
+    if (!it.host_logits) {
+      const int next = batch[i].next;
+      if (next < 0 || next >= vocab_) {
+        s.req->Push(Event{s.choice, "", {}, {}, {}, "error", "the model produced non-finite logits"});
+        s.done = true;
+      } else {
+        Emit(s, next, nullptr);
+      }
+      continue;
+    }
     float* lg = logits_.data() + it.row * vocab_;
     if (!s.proposal.empty()) {
       AcceptDrafts(s, lg, it.pending);
       continue;
     }
-    if (s.state.pos < static_cast<int>(s.tokens.size())) {  // a prefill chunk ended at a snapshot boundary
-      cache_.Insert(s.tokens, s.state.pos, s.state, lg, vocab_);
+    const int pos = s.state->pos();
+    if (pos < static_cast<int>(s.tokens.size())) {  // a prefill chunk ended at a snapshot boundary
+      cache_.Insert(s.tokens, pos, *target_, *s.state, lg, vocab_);
       continue;
     }
-    if (s.state.pos == s.prompt_len) cache_.Insert(s.tokens, s.state.pos, s.state, lg, vocab_);
+    if (pos == s.prompt_len) cache_.Insert(s.tokens, pos, *target_, *s.state, lg, vocab_);
     if (!s.forked) Fork(s, lg, forks);
     PickAndEmit(s, lg);
   }
@@ -245,7 +284,12 @@ void Engine::Fork(Seq& s, const float* logits, std::vector<std::unique_ptr<Seq>>
     f->choice = c;
     f->tokens = s.tokens;
     f->prompt_len = s.prompt_len;
-    f->state = s.state.Copy();
+    auto st = target_->Copy(*s.state);
+    if (!st.ok()) {
+      s.req->Push(Event{c, "", {}, {}, {}, "error", st.status().message()});
+      continue;
+    }
+    f->state = std::move(*st);
     if (!s.draft.layers.empty()) f->draft = s.draft.Copy();
     SamplerConfig sc = s.req->params.sampler;
     sc.seed += static_cast<uint64_t>(c);
@@ -270,7 +314,7 @@ void Engine::PickAndEmit(Seq& s, float* logits) {
 
 void Engine::Emit(Seq& s, int token, const float* raw) {
   const GenParams& p = s.req->params;
-  if (!p.ignore_eos && (token == tok_.eos_id() || token == target_.config().eos_id)) {
+  if (!p.ignore_eos && (token == tok_.eos_id() || token == target_->eos_id())) {
     Finish(s, "stop");
     return;
   }
@@ -326,13 +370,13 @@ void Engine::Finish(Seq& s, const std::string& reason) {
   e.finish = reason;
   s.req->Push(std::move(e));
   // The state after the generated text: a follow-up turn that repeats it restores from here.
-  if (s.state.pos > s.prompt_len && s.state.pos <= static_cast<int>(s.tokens.size()))
-    cache_.Insert(s.tokens, s.state.pos, s.state);
+  const int pos = s.state->pos();
+  if (pos > s.prompt_len && pos <= static_cast<int>(s.tokens.size())) cache_.Insert(s.tokens, pos, *target_, *s.state);
 }
 
 void Engine::PublishStats() {
   int64_t bytes = 0;
-  for (const auto& s : running_) bytes += s->state.CapacityBytes() + s->draft.CapacityBytes();
+  for (const auto& s : running_) bytes += s->state->bytes() + s->draft.CapacityBytes();
   st_state_bytes_ = bytes;
   st_running_ = static_cast<int64_t>(running_.size());
   st_hits_ = cache_.hits();

@@ -1,5 +1,5 @@
-// The serving engine: one scheduler thread steps every running sequence together through the ragged
-// batched Model::Forward. Each step carries one decode token per decoding sequence (k + 1 verify tokens
+// The serving engine: one scheduler thread steps every running sequence together through one batched
+// forward of a Backend (backend.h: the CPU engine's ragged Model::Forward, or the CUDA runner). Each step carries one decode token per decoding sequence (k + 1 verify tokens
 // when speculating) plus prefill chunks up to a token budget; requests join and leave between steps.
 // Prompts restore the longest exact prefix snapshot from the PrefixCache and prefill only the rest.
 #pragma once
@@ -13,6 +13,7 @@
 
 #include "io/tokenizer.h"
 #include "model/model.h"
+#include "serve/backend.h"
 #include "serve/prefix_cache.h"
 #include "serve/request.h"
 #include "util/status.h"
@@ -35,13 +36,16 @@ struct EngineStats {
   int64_t prompt_tokens = 0, prefilled_tokens = 0, generated_tokens = 0;
   int64_t cache_hits = 0, cache_misses = 0, cache_bytes = 0, cache_entries = 0, state_bytes = 0;
   int64_t spec_proposed = 0, spec_accepted = 0;
+  int64_t steps = 0;  // batched forwards of the target
   double tokens_per_s = 0;
 };
 
 class Engine {
  public:
-  // draft may be null (no speculation); it must share the target's vocabulary.
+  // draft may be null (no speculation); it must share the target's vocabulary. The first form serves
+  // target on the CPU.
   Engine(const Model& target, const Model* draft, const Tokenizer& tok, EngineOptions o);
+  Engine(std::unique_ptr<Backend> target, const Model* draft, const Tokenizer& tok, EngineOptions o);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -69,12 +73,11 @@ class Engine {
   void DraftCatchUp(int budget);
   void PublishStats();
 
-  const Model& target_;
+  std::unique_ptr<Backend> target_;
   const Model* draft_;
   const Tokenizer& tok_;
   const EngineOptions o_;
   int max_ctx_, draft_ctx_ = 0, vocab_;
-  Workspace ws_;
   std::unique_ptr<Workspace> draft_ws_;
   PrefixCache cache_;
   std::vector<std::unique_ptr<Seq>> running_;
@@ -87,7 +90,7 @@ class Engine {
 
   std::atomic<int64_t> st_running_{0}, st_requests_{0}, st_prompt_{0}, st_prefilled_{0}, st_generated_{0};
   std::atomic<int64_t> st_hits_{0}, st_misses_{0}, st_cache_bytes_{0}, st_cache_entries_{0}, st_state_bytes_{0};
-  std::atomic<int64_t> st_proposed_{0}, st_accepted_{0};
+  std::atomic<int64_t> st_proposed_{0}, st_accepted_{0}, st_steps_{0};
   std::atomic<double> st_tps_{0};
   std::deque<std::pair<double, int64_t>> tps_window_;  // (time, generated) samples of the last seconds
   std::thread thread_;

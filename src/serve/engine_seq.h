@@ -18,7 +18,7 @@ struct Engine::Seq {
   // prompt + generated; state.pos of them are consumed (once decoding, all but the last)
   std::vector<int> tokens;
   int prompt_len = 0;
-  SequenceState state;
+  std::unique_ptr<BackendSeq> state;  // the target's state in its backend
   std::vector<float> ready_logits;  // a prompt restored whole from the cache: its last token's logits
   Sampler sampler{SamplerConfig{}};
   std::unique_ptr<DecodeStream> stream;
@@ -28,10 +28,12 @@ struct Engine::Seq {
   int generated = 0;
   bool forked = false;      // n > 1: the other choices were copied from this one after prefill
   bool done = false;
+  bool device_sampler = false;  // the backend's sampler is set (where it picks tokens: after the first)
   // Speculative decoding: the draft model's state (empty when this choice does not speculate).
   SequenceState draft;
   std::vector<int> proposal;  // draft tokens of the round in flight
-  std::optional<SequenceState> target_snap, draft_snap;  // rollback points of the round in flight
+  std::unique_ptr<BackendSnapshot> target_snap;  // rollback points of the round in flight
+  std::optional<SequenceState> draft_snap;
 };
 
 }  // namespace subq::serve

@@ -20,8 +20,8 @@ uint64_t HashPrefix(const std::vector<int>& tokens, int n) {
 
 }  // namespace
 
-void PrefixCache::Insert(const std::vector<int>& tokens, int n, const SequenceState& state, const float* logits,
-                         int vocab) {
+void PrefixCache::Insert(const std::vector<int>& tokens, int n, Backend& backend, const BackendSeq& seq,
+                         const float* logits, int vocab) {
   if (n <= 0 || max_bytes_ == 0) return;
   const uint64_t h = HashPrefix(tokens, n);
   auto [lo, hi] = index_.equal_range(h);
@@ -34,17 +34,20 @@ void PrefixCache::Insert(const std::vector<int>& tokens, int n, const SequenceSt
     }
   }
   Erase(h, tokens, n);
-  const size_t b = state.CapacityBytes() + n * sizeof(int) + (logits ? vocab * sizeof(float) : 0);
+  const size_t b = seq.snapshot_bytes() + n * sizeof(int) + (logits ? vocab * sizeof(float) : 0);
   if (b > max_bytes_) return;
   EvictTo(max_bytes_ - b);
+  auto snap = backend.Snapshot(seq);
+  if (!snap) return;
   std::vector<float> lg;
   if (logits) lg.assign(logits, logits + vocab);
-  lru_.push_front(Entry{std::vector<int>(tokens.begin(), tokens.begin() + n), state.Copy(), std::move(lg), b, h});
+  lru_.push_front(Entry{std::vector<int>(tokens.begin(), tokens.begin() + n), std::move(snap), std::move(lg), b, h});
   index_.emplace(h, lru_.begin());
   bytes_ += b;
 }
 
-int PrefixCache::Lookup(const std::vector<int>& tokens, int limit, SequenceState& state, std::vector<float>& logits) {
+int PrefixCache::Lookup(const std::vector<int>& tokens, int limit, Backend& backend, BackendSeq& seq,
+                        std::vector<float>& logits) {
   limit = std::min<int>(limit, static_cast<int>(tokens.size()));
   if (lru_.empty() || limit <= 0) {
     ++misses_;
@@ -59,9 +62,9 @@ int PrefixCache::Lookup(const std::vector<int>& tokens, int limit, SequenceState
       Entry& e = *it->second;
       if (static_cast<int>(e.tokens.size()) != n || !std::equal(e.tokens.begin(), e.tokens.end(), tokens.begin()))
         continue;
-      if (e.state.max_context < state.max_context) continue;  // its KV caches would be too small
+      if (e.state->max_context() < seq.max_context()) continue;  // its KV caches would be too small
       if (n == limit && e.logits.empty()) continue;
-      state.Restore(e.state);
+      backend.Restore(*e.state, seq);
       if (n == limit) logits = e.logits;
       lru_.splice(lru_.begin(), lru_, it->second);
       ++hits_;

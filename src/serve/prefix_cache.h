@@ -5,11 +5,12 @@
 #pragma once
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 #include <vector>
 
-#include "model/sequence_state.h"
+#include "serve/backend.h"
 
 namespace subq::serve {
 
@@ -17,13 +18,14 @@ class PrefixCache {
  public:
   explicit PrefixCache(size_t max_bytes) : max_bytes_(max_bytes) {}
 
-  // Stores the state reached after tokens[0, n) (a copy), with the logits of token n - 1 when given (they let
-  // a prompt equal to the prefix skip prefill entirely); no-op when larger than the budget.
-  void Insert(const std::vector<int>& tokens, int n, const SequenceState& state, const float* logits = nullptr,
-              int vocab = 0);
-  // Longest cached prefix of tokens[0, limit): restores it into `state` and returns its length (0: none).
+  // Stores the state `seq` reached after tokens[0, n) (a backend snapshot), with the logits of token n - 1
+  // when given (they let a prompt equal to the prefix skip prefill entirely); no-op when larger than the
+  // budget or when the backend has no memory left for the snapshot.
+  void Insert(const std::vector<int>& tokens, int n, Backend& backend, const BackendSeq& seq,
+              const float* logits = nullptr, int vocab = 0);
+  // Longest cached prefix of tokens[0, limit): restores it into `seq` and returns its length (0: none).
   // A prefix of length `limit` counts only when it has logits, which are then copied to `logits`.
-  int Lookup(const std::vector<int>& tokens, int limit, SequenceState& state, std::vector<float>& logits);
+  int Lookup(const std::vector<int>& tokens, int limit, Backend& backend, BackendSeq& seq, std::vector<float>& logits);
 
   size_t bytes() const { return bytes_; }
   size_t entries() const { return lru_.size(); }
@@ -33,7 +35,7 @@ class PrefixCache {
  private:
   struct Entry {
     std::vector<int> tokens;
-    SequenceState state;
+    std::unique_ptr<BackendSnapshot> state;
     std::vector<float> logits;  // of the prefix's last token; empty when not kept
     size_t bytes;
     uint64_t hash;

@@ -89,6 +89,7 @@ std::string Server::Metrics() const {
   add("prefill_tokens_total", "counter", "Prompt tokens actually prefilled (not restored from the cache).",
       s.prefilled_tokens);
   add("generated_tokens_total", "counter", "Tokens generated.", s.generated_tokens);
+  add("steps_total", "counter", "Scheduler steps (one batched forward each).", s.steps);
   add("tokens_per_second", "gauge", "Generated tokens per second over the last seconds.", s.tokens_per_s);
   add("prefix_cache_hits_total", "counter", "Prompts that restored a cached prefix state.", s.cache_hits);
   add("prefix_cache_misses_total", "counter", "Prompts with no cached prefix.", s.cache_misses);

@@ -19,7 +19,7 @@ bool Engine::Speculates(const Seq& s) const {
   if (!draft_ || s.draft.layers.empty() || s.done) return false;
   const int n = static_cast<int>(s.tokens.size());
   const int left = s.req->params.max_tokens - s.generated;
-  return s.state.pos == n - 1 && n - s.draft.pos <= o_.spec_k + 2 && left >= 2 &&
+  return s.state->pos() == n - 1 && n - s.draft.pos <= o_.spec_k + 2 && left >= 2 &&
          n + o_.spec_k + 1 <= std::min(max_ctx_, draft_ctx_);
 }
 
@@ -67,7 +67,7 @@ void Engine::AcceptDrafts(Seq& s, const float* logits, int pending) {
   st_proposed_ += k;
   st_accepted_ += accepted;
   // The target consumed rejected tokens: back to before the round.
-  if (accepted < k) s.state.Restore(*s.target_snap);
+  if (accepted < k) target_->Restore(*s.target_snap, *s.state);
   // The draft consumed proposal[0, k - 1); it stays valid when all of those were accepted.
   if (accepted < k - 1) s.draft.Restore(*s.draft_snap);
   s.proposal.clear();
