@@ -1,0 +1,380 @@
+// SSD chunked prefill of one sequence on tensor cores (SPEC sections 2-3): chunk cumsum, chunk states, state
+// passing, chunk scan. The three products of the chunk algorithm (C B^T masked by the segsum decay, its product
+// with X plus the readout C S_prev^T, and the chunk states X^T (B * decay)) run as bf16 mma.sync m16n8k16 tiles
+// with f32 accumulation; decays, cumsums and the state recurrence across chunks stay f32, the chunk states
+// between kernels are bf16. A block works on one chunk and several heads of one group: B and C are loaded,
+// and C B^T computed, once for all of them (G = 1: once per chunk for the whole layer).
+//
+// Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, q = 2 (lane % 4)): A rows g and g + 8, cols q, q + 1
+// and q + 8, q + 9; B rows (k) q, q + 1 and q + 8, q + 9 of col g; accumulators rows g, g + 8, cols q, q + 1.
+// Operands therefore sit in shared memory with k contiguous: A as [m][k], B as [n][k]; rows padded by 8 bf16
+// put the 8 rows g of a fragment load 4 banks apart (conflict-free).
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "ops/cuda/ssd_common.cuh"
+
+namespace subq::cuda {
+namespace {
+
+constexpr int Q = kSsdChunk;  // tokens per chunk
+constexpr int kLdq = Q + 8;   // bf16 row stride of [.., Q] tiles
+constexpr int kStateThreads = 256, kScanThreads = 512;
+
+__device__ __forceinline__ uint32_t Pack(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+__device__ __forceinline__ uint32_t Ld32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
+__device__ __forceinline__ void St32(bf16* p, uint32_t v) { *reinterpret_cast<uint32_t*>(p) = v; }
+
+// d[16x8] += a[16x16] b[16x8], bf16 inputs, f32 accumulators.
+__device__ __forceinline__ void Mma(float* d, const uint32_t* a, const uint32_t* b) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+// A fragment: rows m0.., cols k0.. of a [m][k] tile with row stride ld.
+__device__ __forceinline__ void LoadA(uint32_t* a, const bf16* t, int ld, int m0, int k0, int lane) {
+  const bf16* r0 = t + (m0 + (lane >> 2)) * ld + k0 + (lane & 3) * 2;
+  const bf16* r1 = r0 + 8 * ld;
+  a[0] = Ld32(r0);
+  a[1] = Ld32(r1);
+  a[2] = Ld32(r0 + 8);
+  a[3] = Ld32(r1 + 8);
+}
+// B fragment: k0.. x n0.. of a tile stored [n][k] with row stride ld.
+__device__ __forceinline__ void LoadB(uint32_t* b, const bf16* t, int ld, int n0, int k0, int lane) {
+  const bf16* r = t + (n0 + (lane >> 2)) * ld + k0 + (lane & 3) * 2;
+  b[0] = Ld32(r);
+  b[1] = Ld32(r + 8);
+}
+
+__host__ __device__ constexpr int RoundUp(int v, int m) { return (v + m - 1) / m * m; }
+
+// Heads [h0, h1) of group g handled by block row blockIdx.y (hb heads per block, blocks never span groups).
+struct HeadRange {
+  int h0, h1, g;
+};
+__device__ __forceinline__ HeadRange Heads(const SsdParams& p, int hb) {
+  const int hg = p.H / p.G, per_g = (hg + hb - 1) / hb, g = blockIdx.y / per_g;
+  const int h0 = g * hg + (blockIdx.y % per_g) * hb;
+  return {h0, min(h0 + hb, (g + 1) * hg), g};
+}
+
+// Block (chunk, head): per-token decay and the inclusive cumsum of loga within the chunk; Q threads.
+__global__ void ChunkCumsumKernel(SsdParams p, int L, const float* dt, int lddt, float* cum, float* xsv) {
+  const int ch = blockIdx.x, h = blockIdx.y, t = ch * Q + threadIdx.x;
+  __shared__ float s[Q];
+  float loga = 0.0f, xs = 0.0f;
+  if (t < L) DecayOf(p, h, dt[static_cast<size_t>(t) * lddt + h], &loga, &xs);
+  s[threadIdx.x] = loga;
+  __syncthreads();
+  for (int o = 1; o < Q; o <<= 1) {  // Hillis-Steele scan
+    const float v = threadIdx.x >= o ? s[threadIdx.x - o] : 0.0f;
+    __syncthreads();
+    s[threadIdx.x] += v;
+    __syncthreads();
+  }
+  if (t < L) {
+    cum[static_cast<size_t>(h) * L + t] = s[threadIdx.x];
+    xsv[static_cast<size_t>(h) * L + t] = xs;
+  }
+}
+
+// Block (chunk, head group): chunk state [P, N] = sum_s exp(cum_last - cum_s) xs_s x_s B_s^T, as bf16.
+// Shared: B^T [Np][kLdq] (once), then per head (X * weight)^T [P][kLdq]. Warp item: 16 rows p x 32 cols n.
+template <int P_>
+__global__ void __launch_bounds__(kStateThreads) ChunkStateKernel(SsdParams p, int L, int hb, const float* x, int ldx,
+                                                                  const float* b, int ldbc, const float* cum,
+                                                                  const float* xsv, bf16* cst) {
+  extern __shared__ __align__(16) unsigned char smraw[];
+  const int N = p.N, Np = RoundUp(N, 32), ch = blockIdx.x, t0 = ch * Q, n = min(Q, L - t0);
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+  const HeadRange hr = Heads(p, hb);
+  bf16* Bt = reinterpret_cast<bf16*>(smraw);  // [Np][kLdq]
+  bf16* Xt = Bt + Np * kLdq;                  // [P][kLdq]
+  for (int e = threadIdx.x; e < Np * (Q / 2); e += blockDim.x) {
+    const int nn = e % Np, s = 2 * (e / Np);
+    const float* src = b + static_cast<size_t>(t0 + s) * ldbc + hr.g * N + nn;
+    const float v0 = nn < N && s < n ? src[0] : 0.0f, v1 = nn < N && s + 1 < n ? src[ldbc] : 0.0f;
+    St32(Bt + nn * kLdq + s, Pack(v0, v1));
+  }
+  constexpr int MT = P_ / 16;
+  const int items = MT * (Np / 32);
+  for (int h = hr.h0; h < hr.h1; ++h) {
+    const float* hc = cum + static_cast<size_t>(h) * L + t0;
+    const float* hx = xsv + static_cast<size_t>(h) * L + t0;
+    const float last = hc[n - 1];
+    for (int e = threadIdx.x; e < P_ * (Q / 2); e += blockDim.x) {
+      const int pp = e % P_, s = 2 * (e / P_);
+      const float* src = x + static_cast<size_t>(t0 + s) * ldx + h * P_ + pp;
+      const float v0 = s < n ? src[0] * __expf(last - hc[s]) * hx[s] : 0.0f;
+      const float v1 = s + 1 < n ? src[ldx] * __expf(last - hc[s + 1]) * hx[s + 1] : 0.0f;
+      St32(Xt + pp * kLdq + s, Pack(v0, v1));
+    }
+    __syncthreads();
+    bf16* out = cst + (static_cast<size_t>(ch) * p.H + h) * P_ * N;
+    for (int it = w; it < items; it += kStateThreads / 32) {
+      const int m0 = 16 * (it % MT), nb = 32 * (it / MT);
+      float acc[4][4] = {};
+#pragma unroll
+      for (int kb = 0; kb < Q / 16; ++kb) {
+        uint32_t a[4];
+        LoadA(a, Xt, kLdq, m0, 16 * kb, lane);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          uint32_t bb[2];
+          LoadB(bb, Bt, kLdq, nb + 8 * j, 16 * kb, lane);
+          Mma(acc[j], a, bb);
+        }
+      }
+      const int r = m0 + (lane >> 2);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int col = nb + 8 * j + (lane & 3) * 2;
+        if (col < N) {
+          St32(out + r * N + col, Pack(acc[j][0], acc[j][1]));
+          St32(out + (r + 8) * N + col, Pack(acc[j][2], acc[j][3]));
+        }
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// Thread per two state elements: S_c = exp(chunk sum) S_{c-1} + chunkstate_c (f32); leaves in cst[c] the state
+// entering chunk c (bf16) and the final state in `state` (f32). kAhead chunks are loaded before any is used.
+constexpr int kAhead = 8;
+__global__ void StatePassKernel(SsdParams p, int L, int nc, const float* __restrict__ cum,
+                                __nv_bfloat162* __restrict__ cst, float2* __restrict__ state) {
+  const size_t per2 = static_cast<size_t>(p.H) * p.P * p.N / 2;
+  const size_t e = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+  if (e >= per2) return;
+  const int h = static_cast<int>(2 * e / (static_cast<size_t>(p.P) * p.N));
+  float2 S = state[e];
+  for (int c0 = 0; c0 < nc; c0 += kAhead) {
+    float2 cs[kAhead];
+    float decay[kAhead];
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k) {
+      const int ch = c0 + k;
+      if (ch < nc) {
+        cs[k] = __bfloat1622float2(cst[ch * per2 + e]);
+        decay[k] = __expf(cum[static_cast<size_t>(h) * L + min(L, (ch + 1) * Q) - 1]);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k)
+      if (c0 + k < nc) {
+        cst[(c0 + k) * per2 + e] = __floats2bfloat162_rn(S.x, S.y);
+        S.x = decay[k] * S.x + cs[k].x;
+        S.y = decay[k] * S.y + cs[k].y;
+      }
+  }
+  state[e] = S;
+}
+
+// Block (chunk, head group), 16 warps: warp w owns rows 16 (w % 8).. of the chunk and output columns
+// (w / 8) P/2.. . C B^T for its rows stays in registers across the heads (G shared); per head
+// Y = exp(cum_l) C S_prev^T + (C B^T * exp(cum_l - cum_s) xs_s, causal) X + D x, the masked scores built
+// straight from the C B^T accumulators into A fragments. Shared: C [Q][ldk], B [Q][ldk] (then S_prev
+// [P][ldk]), X^T [P][kLdq], cum and xs of the head [Q] each.
+template <int P_>
+__global__ void __launch_bounds__(kScanThreads, 1)
+    ChunkScanKernel(SsdParams p, int L, int hb, const float* x, int ldx, const float* b, const float* c, int ldbc,
+                    const float* cum, const float* xsv, const bf16* cst, float* y, int ldy) {
+  constexpr int NT = P_ / 16;  // n8 tiles in a warp's P/2 columns
+  extern __shared__ __align__(16) unsigned char smraw[];
+  const int N = p.N, Np = RoundUp(N, 32), ldk = Np + 8, ch = blockIdx.x, t0 = ch * Q, n = min(Q, L - t0);
+  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = (lane & 3) * 2;
+  const HeadRange hr = Heads(p, hb);
+  bf16* Cs = reinterpret_cast<bf16*>(smraw);
+  bf16* Bs = Cs + Q * ldk;
+  bf16* Ss = Bs;
+  bf16* Xt = Bs + max(Q, P_) * ldk;
+  float* cm = reinterpret_cast<float*>(Xt + P_ * kLdq);
+  float* wx = cm + Q;
+  for (int e = threadIdx.x; e < (Np / 2) * Q; e += blockDim.x) {
+    const int s = e / (Np / 2), nn = 2 * (e % (Np / 2));
+    const size_t off = static_cast<size_t>(t0 + s) * ldbc + hr.g * N + nn;
+    const bool ok = s < n && nn < N;  // N even
+    St32(Cs + s * ldk + nn, ok ? Pack(c[off], c[off + 1]) : 0u);
+    St32(Bs + s * ldk + nn, ok ? Pack(b[off], b[off + 1]) : 0u);
+  }
+  __syncthreads();
+  const int rt = w & 7, r0 = 16 * rt, pc0 = (w >> 3) * (P_ / 2), l0 = r0 + g, l1 = l0 + 8;
+  float cb[Q / 8][4];
+#pragma unroll
+  for (int j = 0; j < Q / 8; ++j) cb[j][0] = cb[j][1] = cb[j][2] = cb[j][3] = 0.0f;
+  for (int kb = 0; kb < Np / 16; ++kb) {
+    uint32_t a[4];
+    LoadA(a, Cs, ldk, r0, 16 * kb, lane);
+#pragma unroll
+    for (int j = 0; j < Q / 8; ++j)
+      if (j <= 2 * rt + 1) {  // causal: columns s <= r0 + 15 only
+        uint32_t bb[2];
+        LoadB(bb, Bs, ldk, 8 * j, 16 * kb, lane);
+        Mma(cb[j], a, bb);
+      }
+  }
+  __syncthreads();  // B's space becomes S_prev
+  for (int h = hr.h0; h < hr.h1; ++h) {
+    const float* hc = cum + static_cast<size_t>(h) * L + t0;
+    const float* hx = xsv + static_cast<size_t>(h) * L + t0;
+    for (int e = threadIdx.x; e < P_ * (Q / 2); e += blockDim.x) {
+      const int pp = e % P_, s = 2 * (e / P_);
+      const float* src = x + static_cast<size_t>(t0 + s) * ldx + h * P_ + pp;
+      St32(Xt + pp * kLdq + s, Pack(s < n ? src[0] : 0.0f, s + 1 < n ? src[ldx] : 0.0f));
+    }
+    const bf16* sp = cst + (static_cast<size_t>(ch) * p.H + h) * P_ * N;
+    for (int e = threadIdx.x; e < P_ * (Np / 2); e += blockDim.x) {
+      const int pp = e / (Np / 2), nn = 2 * (e % (Np / 2));
+      St32(Ss + pp * ldk + nn, nn < N ? Ld32(sp + pp * N + nn) : 0u);
+    }
+    for (int s = threadIdx.x; s < Q; s += blockDim.x) {  // padded tokens: finite decays, zero weight
+      cm[s] = hc[min(s, n - 1)];
+      wx[s] = s < n ? hx[s] : 0.0f;
+    }
+    __syncthreads();
+    float acc[NT][4] = {};
+    for (int kb = 0; kb < Np / 16; ++kb) {
+      uint32_t a[4];
+      LoadA(a, Cs, ldk, r0, 16 * kb, lane);
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        uint32_t bb[2];
+        LoadB(bb, Ss, ldk, pc0 + 8 * j, 16 * kb, lane);
+        Mma(acc[j], a, bb);
+      }
+    }
+    const float c0 = cm[l0], c1 = cm[l1], e0 = __expf(c0), e1 = __expf(c1);
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      acc[j][0] *= e0;
+      acc[j][1] *= e0;
+      acc[j][2] *= e1;
+      acc[j][3] *= e1;
+    }
+#pragma unroll
+    for (int kb = 0; kb < Q / 16; ++kb)
+      if (kb <= rt) {
+        uint32_t a[4];
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int j = 2 * kb + half, s = 8 * j + q;
+          const float cs0 = cm[s], cs1 = cm[s + 1], w0 = wx[s], w1 = wx[s + 1];
+          const float m00 = s <= l0 ? cb[j][0] * __expf(c0 - cs0) * w0 : 0.0f;
+          const float m01 = s + 1 <= l0 ? cb[j][1] * __expf(c0 - cs1) * w1 : 0.0f;
+          const float m10 = s <= l1 ? cb[j][2] * __expf(c1 - cs0) * w0 : 0.0f;
+          const float m11 = s + 1 <= l1 ? cb[j][3] * __expf(c1 - cs1) * w1 : 0.0f;
+          a[2 * half] = Pack(m00, m01);
+          a[2 * half + 1] = Pack(m10, m11);
+        }
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+          uint32_t bb[2];
+          LoadB(bb, Xt, kLdq, pc0 + 8 * j, 16 * kb, lane);
+          Mma(acc[j], a, bb);
+        }
+      }
+    const float D = p.D[h];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int col = h * P_ + pc0 + 8 * j + q;
+      if (l0 < n) {
+        const float* xr = x + static_cast<size_t>(t0 + l0) * ldx + col;
+        float* yr = y + static_cast<size_t>(t0 + l0) * ldy + col;
+        yr[0] = acc[j][0] + D * xr[0];
+        yr[1] = acc[j][1] + D * xr[1];
+      }
+      if (l1 < n) {
+        const float* xr = x + static_cast<size_t>(t0 + l1) * ldx + col;
+        float* yr = y + static_cast<size_t>(t0 + l1) * ldy + col;
+        yr[0] = acc[j][2] + D * xr[0];
+        yr[1] = acc[j][3] + D * xr[1];
+      }
+    }
+    __syncthreads();
+  }
+}
+
+size_t StateSmem(int P, int N) { return sizeof(bf16) * (RoundUp(N, 32) + P) * kLdq; }
+size_t ScanSmem(int P, int N) {
+  const int ldk = RoundUp(N, 32) + 8;
+  return sizeof(bf16) * ((Q + std::max(Q, P)) * ldk + P * kLdq) + sizeof(float) * 2 * Q;
+}
+size_t Round4(size_t v) { return (v + 3) / 4 * 4; }
+
+int SmCount() {
+  static const int n = [] {
+    int d = 0, v = 0;
+    SUBQ_CUDA_CHECK(cudaGetDevice(&d));
+    SUBQ_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, d));
+    return v;
+  }();
+  return n;
+}
+
+template <int P_>
+void Launch(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, const float* b, const float* c,
+            int ldbc, const float* dt, int lddt, float* state, float* y, int ldy, float* scratch) {
+  const int nc = CeilDiv(L, Q), hg = p.H / p.G;
+  float* cum = scratch;
+  float* xsv = cum + static_cast<size_t>(p.H) * L;
+  bf16* cst = reinterpret_cast<bf16*>(scratch + Round4(2 * static_cast<size_t>(p.H) * L));
+  // Heads per block: enough blocks for ~3 per SM (the scan runs one block per SM), the rest shares C B^T.
+  const int hb = std::clamp(nc * p.H / (3 * SmCount()), 1, std::min(hg, 16));
+  const dim3 grid(nc, p.G * CeilDiv(hg, hb));
+  ChunkCumsumKernel<<<dim3(nc, p.H), Q, 0, s>>>(p, L, dt, lddt, cum, xsv);
+  SUBQ_CUDA_LAUNCH_CHECK();
+  const size_t st_smem = StateSmem(P_, p.N), sc_smem = ScanSmem(P_, p.N);
+  SUBQ_CUDA_CHECK(cudaFuncSetAttribute(ChunkStateKernel<P_>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(st_smem)));
+  SUBQ_CUDA_CHECK(cudaFuncSetAttribute(ChunkScanKernel<P_>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(sc_smem)));
+  ChunkStateKernel<P_><<<grid, kStateThreads, st_smem, s>>>(p, L, hb, x, ldx, b, ldbc, cum, xsv, cst);
+  SUBQ_CUDA_LAUNCH_CHECK();
+  const size_t per2 = static_cast<size_t>(p.H) * p.P * p.N / 2;
+  StatePassKernel<<<CeilDiv(static_cast<long>(per2), 256), 256, 0, s>>>(
+      p, L, nc, cum, reinterpret_cast<__nv_bfloat162*>(cst), reinterpret_cast<float2*>(state));
+  SUBQ_CUDA_LAUNCH_CHECK();
+  ChunkScanKernel<P_><<<grid, kScanThreads, sc_smem, s>>>(p, L, hb, x, ldx, b, c, ldbc, cum, xsv, cst, y, ldy);
+  SUBQ_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+size_t SsdScratchFloats(const SsdParams& p, int L) {
+  const size_t nc = CeilDiv(L, Q);
+  return Round4(2 * static_cast<size_t>(p.H) * L) + (nc * p.H * p.P * p.N + 1) / 2;
+}
+
+void SsdChunkedScan(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, const float* b,
+                    const float* c, int ldbc, const float* dt, int lddt, float* state, float* y, int ldy,
+                    float* scratch) {
+  if (L == 0) return;
+  if (p.N % 8 != 0 || p.N > 256 || p.G <= 0 || p.H % p.G != 0) {
+    std::fprintf(stderr, "SsdChunkedScan: state size %d / groups %d unsupported (need N %% 8 == 0, N <= 256)\n", p.N,
+                 p.G);
+    std::abort();
+  }
+  if (reinterpret_cast<uintptr_t>(state) % 8 != 0) {
+    std::fprintf(stderr, "SsdChunkedScan: state must be 8-byte aligned\n");
+    std::abort();
+  }
+  switch (p.P) {
+    case 16: return Launch<16>(s, p, L, x, ldx, b, c, ldbc, dt, lddt, state, y, ldy, scratch);
+    case 32: return Launch<32>(s, p, L, x, ldx, b, c, ldbc, dt, lddt, state, y, ldy, scratch);
+    case 64: return Launch<64>(s, p, L, x, ldx, b, c, ldbc, dt, lddt, state, y, ldy, scratch);
+    case 128: return Launch<128>(s, p, L, x, ldx, b, c, ldbc, dt, lddt, state, y, ldy, scratch);
+    default:
+      std::fprintf(stderr, "SsdChunkedScan: head dim %d unsupported (16, 32, 64 or 128)\n", p.P);
+      std::abort();
+  }
+}
+
+}  // namespace subq::cuda
