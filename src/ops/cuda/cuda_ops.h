@@ -93,7 +93,8 @@ size_t SsdScratchFloats(const SsdParams& p, int L);
 inline constexpr int kSsdChunk = 128;
 // L tokens of one sequence (chunk cumsum, chunk states, state passing, chunk scan), starting from `state`
 // [H, P, N] (f32, 8-byte aligned) and leaving the final state there. The products run on bf16 tensor cores
-// with f32 accumulation (ssd_chunked.cu); P in {16, 32, 64, 128}, N % 8 == 0 and N <= 256.
+// with f32 accumulation (ssd_chunked.cu); P in {8, 16, 32, 64, 128}, N % 8 == 0, N <= 256, and the scan's
+// shared memory must fit (P 64: N <= 192; P 128: N <= 64).
 void SsdChunkedScan(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, const float* b,
                     const float* c, int ldbc, const float* dt, int lddt, float* state, float* y, int ldy,
                     float* scratch);

@@ -86,34 +86,41 @@ __global__ void ChunkCumsumKernel(SsdParams p, int L, const float* dt, int lddt,
 }
 
 // Block (chunk, head group): chunk state [P, N] = sum_s exp(cum_last - cum_s) xs_s x_s B_s^T, as bf16.
-// Shared: B^T [Np][kLdq] (once), then per head (X * weight)^T [P][kLdq]. Warp item: 16 rows p x 32 cols n.
+// Shared: B^T [Np][kLdq] (once), then per head (X * weight)^T [PR][kLdq] (rows >= P stay zero) and the
+// weights [Q]. Warp item: 16 rows p x 32 cols n.
 template <int P_>
 __global__ void __launch_bounds__(kStateThreads) ChunkStateKernel(SsdParams p, int L, int hb, const float* x, int ldx,
                                                                   const float* b, int ldbc, const float* cum,
                                                                   const float* xsv, bf16* cst) {
+  constexpr int PR = RoundUp(P_, 16), MT = PR / 16;
   extern __shared__ __align__(16) unsigned char smraw[];
   const int N = p.N, Np = RoundUp(N, 32), ch = blockIdx.x, t0 = ch * Q, n = min(Q, L - t0);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   const HeadRange hr = Heads(p, hb);
   bf16* Bt = reinterpret_cast<bf16*>(smraw);  // [Np][kLdq]
-  bf16* Xt = Bt + Np * kLdq;                  // [P][kLdq]
-  for (int e = threadIdx.x; e < Np * (Q / 2); e += blockDim.x) {
+  bf16* Xt = Bt + Np * kLdq;                  // [PR][kLdq]
+  float* wgt = reinterpret_cast<float*>(Xt + PR * kLdq);  // [Q]
+#pragma unroll 4
+  for (int e = threadIdx.x; e < Np * (Q / 2); e += kStateThreads) {
     const int nn = e % Np, s = 2 * (e / Np);
     const float* src = b + static_cast<size_t>(t0 + s) * ldbc + hr.g * N + nn;
     const float v0 = nn < N && s < n ? src[0] : 0.0f, v1 = nn < N && s + 1 < n ? src[ldbc] : 0.0f;
     St32(Bt + nn * kLdq + s, Pack(v0, v1));
   }
-  constexpr int MT = P_ / 16;
+  for (int e = P_ * kLdq + threadIdx.x; e < PR * kLdq; e += kStateThreads) Xt[e] = __float2bfloat16(0.0f);
   const int items = MT * (Np / 32);
   for (int h = hr.h0; h < hr.h1; ++h) {
     const float* hc = cum + static_cast<size_t>(h) * L + t0;
     const float* hx = xsv + static_cast<size_t>(h) * L + t0;
     const float last = hc[n - 1];
-    for (int e = threadIdx.x; e < P_ * (Q / 2); e += blockDim.x) {
+    for (int s = threadIdx.x; s < Q; s += kStateThreads) wgt[s] = s < n ? __expf(last - hc[s]) * hx[s] : 0.0f;
+    __syncthreads();
+    // All of a thread's loads issue before its stores (the trip count is a constant).
+#pragma unroll
+    for (int e = threadIdx.x; e < P_ * (Q / 2); e += kStateThreads) {
       const int pp = e % P_, s = 2 * (e / P_);
       const float* src = x + static_cast<size_t>(t0 + s) * ldx + h * P_ + pp;
-      const float v0 = s < n ? src[0] * __expf(last - hc[s]) * hx[s] : 0.0f;
-      const float v1 = s + 1 < n ? src[ldx] * __expf(last - hc[s + 1]) * hx[s + 1] : 0.0f;
+      const float v0 = s < n ? src[0] * wgt[s] : 0.0f, v1 = s + 1 < n ? src[ldx] * wgt[s + 1] : 0.0f;
       St32(Xt + pp * kLdq + s, Pack(v0, v1));
     }
     __syncthreads();
@@ -137,8 +144,8 @@ __global__ void __launch_bounds__(kStateThreads) ChunkStateKernel(SsdParams p, i
       for (int j = 0; j < 4; ++j) {
         const int col = nb + 8 * j + (lane & 3) * 2;
         if (col < N) {
-          St32(out + r * N + col, Pack(acc[j][0], acc[j][1]));
-          St32(out + (r + 8) * N + col, Pack(acc[j][2], acc[j][3]));
+          if (r < P_) St32(out + r * N + col, Pack(acc[j][0], acc[j][1]));
+          if (r + 8 < P_) St32(out + (r + 8) * N + col, Pack(acc[j][2], acc[j][3]));
         }
       }
     }
@@ -178,35 +185,103 @@ __global__ void StatePassKernel(SsdParams p, int L, int nc, const float* __restr
   state[e] = S;
 }
 
-// Block (chunk, head group), 16 warps: warp w owns rows 16 (w % 8).. of the chunk and output columns
-// (w / 8) P/2.. . C B^T for its rows stays in registers across the heads (G shared); per head
+// cp.async copies (global -> shared, bypassing registers): 4 bytes (zero-filled when !ok) or 16 bytes.
+__device__ __forceinline__ void Cp4(void* dst, const void* src, bool ok) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src), "r"(ok ? 4 : 0));
+}
+__device__ __forceinline__ void Cp16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+               "l"(src));
+}
+__device__ __forceinline__ void CpCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int K>
+__device__ __forceinline__ void CpWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(K));
+}
+
+// Shared layout of the chunk scan (bf16 unless noted): C [Q][ldk]; B [Q][ldk], later S_prev buffer 1; S_prev
+// buffer 0 [P][ldk]; X^T [P][kLdq]; raw x f32 [2][Q][P]; raw cum, xs f32 [2][2Q]; cum, xs f32 [2Q].
+struct ScanSmem {
+  int ldk;
+  size_t c, b, s0, xt, xraw, craw, cm, total;
+  __host__ __device__ ScanSmem(int P, int N) : ldk(RoundUp(N, 32) + 8) {
+    c = 0;
+    b = c + sizeof(bf16) * Q * ldk;
+    s0 = b + sizeof(bf16) * Q * ldk;
+    xt = s0 + sizeof(bf16) * P * ldk;
+    xraw = xt + sizeof(bf16) * P * kLdq;
+    craw = xraw + sizeof(float) * 2 * Q * P;
+    cm = craw + sizeof(float) * 4 * Q;
+    total = cm + sizeof(float) * 2 * Q;
+  }
+};
+
+// Block (chunk, head group), 16 warps: warp w owns rows 16 (w % 8).. of the chunk and (for P >= 16) output
+// columns (w / 8) P/2.. . C B^T for its rows stays in registers across the heads (G shared); per head
 // Y = exp(cum_l) C S_prev^T + (C B^T * exp(cum_l - cum_s) xs_s, causal) X + D x, the masked scores built
-// straight from the C B^T accumulators into A fragments. Shared: C [Q][ldk], B [Q][ldk] (then S_prev
-// [P][ldk]), X^T [P][kLdq], cum and xs of the head [Q] each.
+// straight from the C B^T accumulators into A fragments. The next head's x, S_prev and decays are copied in
+// (cp.async) while the current head computes.
 template <int P_>
 __global__ void __launch_bounds__(kScanThreads, 1)
-    ChunkScanKernel(SsdParams p, int L, int hb, const float* x, int ldx, const float* b, const float* c, int ldbc,
-                    const float* cum, const float* xsv, const bf16* cst, float* y, int ldy) {
-  constexpr int NT = P_ / 16;  // n8 tiles in a warp's P/2 columns
+    ChunkScanKernel(SsdParams p, int L, int hb, const float* x, int ldx, bool x16, const float* b, const float* c,
+                    int ldbc, const float* cum, const float* xsv, const bf16* cst, float* y, int ldy) {
+  constexpr int CH = P_ >= 16 ? 2 : 1, NT = P_ / (8 * CH);  // column halves, n8 tiles per warp
   extern __shared__ __align__(16) unsigned char smraw[];
-  const int N = p.N, Np = RoundUp(N, 32), ldk = Np + 8, ch = blockIdx.x, t0 = ch * Q, n = min(Q, L - t0);
+  const int N = p.N, Np = RoundUp(N, 32), ch = blockIdx.x, t0 = ch * Q, n = min(Q, L - t0);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = (lane & 3) * 2;
   const HeadRange hr = Heads(p, hb);
-  bf16* Cs = reinterpret_cast<bf16*>(smraw);
-  bf16* Bs = Cs + Q * ldk;
-  bf16* Ss = Bs;
-  bf16* Xt = Bs + max(Q, P_) * ldk;
-  float* cm = reinterpret_cast<float*>(Xt + P_ * kLdq);
+  const ScanSmem lay(P_, N);
+  const int ldk = lay.ldk;
+  bf16* Cs = reinterpret_cast<bf16*>(smraw + lay.c);
+  bf16* Bs = reinterpret_cast<bf16*>(smraw + lay.b);
+  bf16* S0 = reinterpret_cast<bf16*>(smraw + lay.s0);  // S_prev buffer 0; buffer 1 is B's space
+  bf16* Xt = reinterpret_cast<bf16*>(smraw + lay.xt);
+  float* xraw = reinterpret_cast<float*>(smraw + lay.xraw);  // [2][Q][P]
+  float* craw = reinterpret_cast<float*>(smraw + lay.craw);  // [2][cum Q | xs Q]
+  float* cm = reinterpret_cast<float*>(smraw + lay.cm);
   float* wx = cm + Q;
-  for (int e = threadIdx.x; e < (Np / 2) * Q; e += blockDim.x) {
+  // Copies head h's x rows, S_prev and decays into buffer k.
+  auto prefetch = [&](int h, int k) {
+    float* xr = xraw + k * Q * P_;
+    if (x16) {
+#pragma unroll 4
+      for (int e = threadIdx.x; e < Q * (P_ / 4); e += kScanThreads) {
+        const int s = e / (P_ / 4), pp = 4 * (e % (P_ / 4));
+        const float* src = x + static_cast<size_t>(t0 + min(s, n - 1)) * ldx + h * P_ + pp;
+        Cp16(xr + s * P_ + pp, src);  // rows s >= n hold copies of row n - 1: never used
+      }
+    } else {
+#pragma unroll 4
+      for (int e = threadIdx.x; e < Q * P_; e += kScanThreads) {
+        const int s = e / P_, pp = e % P_;
+        Cp4(xr + e, x + static_cast<size_t>(t0 + min(s, n - 1)) * ldx + h * P_ + pp, s < n);
+      }
+    }
+    const bf16* sp = cst + (static_cast<size_t>(ch) * p.H + h) * P_ * N;
+    for (int e = threadIdx.x; e < P_ * (N / 8); e += kScanThreads) {
+      const int pp = e / (N / 8), nn = 8 * (e % (N / 8));
+      Cp16((k ? Bs : S0) + pp * ldk + nn, sp + pp * N + nn);
+    }
+    for (int s = threadIdx.x; s < 2 * Q; s += kScanThreads) {
+      const int t = min(s % Q, n - 1);
+      Cp4(craw + k * 2 * Q + s, (s < Q ? cum : xsv) + static_cast<size_t>(h) * L + t0 + t, true);
+    }
+    CpCommit();
+  };
+  prefetch(hr.h0, 0);
+  for (int e = threadIdx.x; e < (Np / 2) * Q; e += kScanThreads) {
     const int s = e / (Np / 2), nn = 2 * (e % (Np / 2));
     const size_t off = static_cast<size_t>(t0 + s) * ldbc + hr.g * N + nn;
     const bool ok = s < n && nn < N;  // N even
     St32(Cs + s * ldk + nn, ok ? Pack(c[off], c[off + 1]) : 0u);
     St32(Bs + s * ldk + nn, ok ? Pack(b[off], b[off + 1]) : 0u);
   }
+  // S_prev pad columns (N..Np) of both buffers stay zero.
+  for (int e = threadIdx.x; e < P_ * (Np - N); e += kScanThreads)
+    S0[(e / (Np - N)) * ldk + N + e % (Np - N)] = __float2bfloat16(0.0f);
   __syncthreads();
-  const int rt = w & 7, r0 = 16 * rt, pc0 = (w >> 3) * (P_ / 2), l0 = r0 + g, l1 = l0 + 8;
+  const int rt = w & 7, r0 = 16 * rt, ph = w >> 3, pc0 = ph * (P_ / CH), l0 = r0 + g, l1 = l0 + 8;
   float cb[Q / 8][4];
 #pragma unroll
   for (int j = 0; j < Q / 8; ++j) cb[j][0] = cb[j][1] = cb[j][2] = cb[j][3] = 0.0f;
@@ -221,91 +296,93 @@ __global__ void __launch_bounds__(kScanThreads, 1)
         Mma(cb[j], a, bb);
       }
   }
-  __syncthreads();  // B's space becomes S_prev
-  for (int h = hr.h0; h < hr.h1; ++h) {
-    const float* hc = cum + static_cast<size_t>(h) * L + t0;
-    const float* hx = xsv + static_cast<size_t>(h) * L + t0;
-    for (int e = threadIdx.x; e < P_ * (Q / 2); e += blockDim.x) {
-      const int pp = e % P_, s = 2 * (e / P_);
-      const float* src = x + static_cast<size_t>(t0 + s) * ldx + h * P_ + pp;
-      St32(Xt + pp * kLdq + s, Pack(s < n ? src[0] : 0.0f, s + 1 < n ? src[ldx] : 0.0f));
-    }
-    const bf16* sp = cst + (static_cast<size_t>(ch) * p.H + h) * P_ * N;
-    for (int e = threadIdx.x; e < P_ * (Np / 2); e += blockDim.x) {
-      const int pp = e / (Np / 2), nn = 2 * (e % (Np / 2));
-      St32(Ss + pp * ldk + nn, nn < N ? Ld32(sp + pp * N + nn) : 0u);
-    }
-    for (int s = threadIdx.x; s < Q; s += blockDim.x) {  // padded tokens: finite decays, zero weight
-      cm[s] = hc[min(s, n - 1)];
-      wx[s] = s < n ? hx[s] : 0.0f;
+  __syncthreads();  // B's space becomes S_prev buffer 1
+  for (int e = threadIdx.x; e < P_ * (Np - N); e += kScanThreads)
+    Bs[(e / (Np - N)) * ldk + N + e % (Np - N)] = __float2bfloat16(0.0f);
+  for (int h = hr.h0, k = 0; h < hr.h1; ++h, k ^= 1) {
+    if (h + 1 < hr.h1) {
+      prefetch(h + 1, k ^ 1);
+      CpWait<1>();
+    } else {
+      CpWait<0>();
     }
     __syncthreads();
-    float acc[NT][4] = {};
-    for (int kb = 0; kb < Np / 16; ++kb) {
-      uint32_t a[4];
-      LoadA(a, Cs, ldk, r0, 16 * kb, lane);
-#pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        uint32_t bb[2];
-        LoadB(bb, Ss, ldk, pc0 + 8 * j, 16 * kb, lane);
-        Mma(acc[j], a, bb);
-      }
+    const float* xr = xraw + k * Q * P_;
+#pragma unroll 4
+    for (int e = threadIdx.x; e < P_ * (Q / 2); e += kScanThreads) {
+      const int pp = e % P_, s = 2 * (e / P_);
+      St32(Xt + pp * kLdq + s, s < n ? Pack(xr[s * P_ + pp], s + 1 < n ? xr[(s + 1) * P_ + pp] : 0.0f) : 0u);
     }
-    const float c0 = cm[l0], c1 = cm[l1], e0 = __expf(c0), e1 = __expf(c1);
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      acc[j][0] *= e0;
-      acc[j][1] *= e0;
-      acc[j][2] *= e1;
-      acc[j][3] *= e1;
+    for (int s = threadIdx.x; s < Q; s += kScanThreads) {  // padded tokens: finite decays, zero weight
+      cm[s] = craw[k * 2 * Q + s];
+      wx[s] = s < n ? craw[k * 2 * Q + Q + s] : 0.0f;
     }
-#pragma unroll
-    for (int kb = 0; kb < Q / 16; ++kb)
-      if (kb <= rt) {
+    __syncthreads();
+    if (ph < CH) {
+      const bf16* Ss = k ? Bs : S0;
+      float acc[NT][4] = {};
+      for (int kb = 0; kb < Np / 16; ++kb) {
         uint32_t a[4];
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-          const int j = 2 * kb + half, s = 8 * j + q;
-          const float cs0 = cm[s], cs1 = cm[s + 1], w0 = wx[s], w1 = wx[s + 1];
-          const float m00 = s <= l0 ? cb[j][0] * __expf(c0 - cs0) * w0 : 0.0f;
-          const float m01 = s + 1 <= l0 ? cb[j][1] * __expf(c0 - cs1) * w1 : 0.0f;
-          const float m10 = s <= l1 ? cb[j][2] * __expf(c1 - cs0) * w0 : 0.0f;
-          const float m11 = s + 1 <= l1 ? cb[j][3] * __expf(c1 - cs1) * w1 : 0.0f;
-          a[2 * half] = Pack(m00, m01);
-          a[2 * half + 1] = Pack(m10, m11);
-        }
+        LoadA(a, Cs, ldk, r0, 16 * kb, lane);
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
           uint32_t bb[2];
-          LoadB(bb, Xt, kLdq, pc0 + 8 * j, 16 * kb, lane);
+          LoadB(bb, Ss, ldk, pc0 + 8 * j, 16 * kb, lane);
           Mma(acc[j], a, bb);
         }
       }
-    const float D = p.D[h];
+      const float c0 = cm[l0], c1 = cm[l1], e0 = __expf(c0), e1 = __expf(c1);
 #pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      const int col = h * P_ + pc0 + 8 * j + q;
-      if (l0 < n) {
-        const float* xr = x + static_cast<size_t>(t0 + l0) * ldx + col;
-        float* yr = y + static_cast<size_t>(t0 + l0) * ldy + col;
-        yr[0] = acc[j][0] + D * xr[0];
-        yr[1] = acc[j][1] + D * xr[1];
+      for (int j = 0; j < NT; ++j) {
+        acc[j][0] *= e0;
+        acc[j][1] *= e0;
+        acc[j][2] *= e1;
+        acc[j][3] *= e1;
       }
-      if (l1 < n) {
-        const float* xr = x + static_cast<size_t>(t0 + l1) * ldx + col;
-        float* yr = y + static_cast<size_t>(t0 + l1) * ldy + col;
-        yr[0] = acc[j][2] + D * xr[0];
-        yr[1] = acc[j][3] + D * xr[1];
+#pragma unroll
+      for (int kb = 0; kb < Q / 16; ++kb)
+        if (kb <= rt) {
+          uint32_t a[4];
+#pragma unroll
+          for (int half = 0; half < 2; ++half) {
+            const int j = 2 * kb + half, s = 8 * j + q;
+            const float cs0 = cm[s], cs1 = cm[s + 1], w0 = wx[s], w1 = wx[s + 1];
+            const float m00 = s <= l0 ? cb[j][0] * __expf(c0 - cs0) * w0 : 0.0f;
+            const float m01 = s + 1 <= l0 ? cb[j][1] * __expf(c0 - cs1) * w1 : 0.0f;
+            const float m10 = s <= l1 ? cb[j][2] * __expf(c1 - cs0) * w0 : 0.0f;
+            const float m11 = s + 1 <= l1 ? cb[j][3] * __expf(c1 - cs1) * w1 : 0.0f;
+            a[2 * half] = Pack(m00, m01);
+            a[2 * half + 1] = Pack(m10, m11);
+          }
+#pragma unroll
+          for (int j = 0; j < NT; ++j) {
+            uint32_t bb[2];
+            LoadB(bb, Xt, kLdq, pc0 + 8 * j, 16 * kb, lane);
+            Mma(acc[j], a, bb);
+          }
+        }
+      const float D = p.D[h];
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        const int col = pc0 + 8 * j + q;
+        if (l0 < n) {
+          float* yr = y + static_cast<size_t>(t0 + l0) * ldy + h * P_ + col;
+          yr[0] = acc[j][0] + D * xr[l0 * P_ + col];
+          yr[1] = acc[j][1] + D * xr[l0 * P_ + col + 1];
+        }
+        if (l1 < n) {
+          float* yr = y + static_cast<size_t>(t0 + l1) * ldy + h * P_ + col;
+          yr[0] = acc[j][2] + D * xr[l1 * P_ + col];
+          yr[1] = acc[j][3] + D * xr[l1 * P_ + col + 1];
+        }
       }
     }
     __syncthreads();
   }
 }
 
-size_t StateSmem(int P, int N) { return sizeof(bf16) * (RoundUp(N, 32) + P) * kLdq; }
-size_t ScanSmem(int P, int N) {
-  const int ldk = RoundUp(N, 32) + 8;
-  return sizeof(bf16) * ((Q + std::max(Q, P)) * ldk + P * kLdq) + sizeof(float) * 2 * Q;
+size_t StateSmem(int P, int N) {
+  return sizeof(bf16) * (RoundUp(N, 32) + RoundUp(P, 16)) * kLdq + sizeof(float) * Q;
 }
 size_t Round4(size_t v) { return (v + 3) / 4 * 4; }
 
@@ -331,7 +408,15 @@ void Launch(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, 
   const dim3 grid(nc, p.G * CeilDiv(hg, hb));
   ChunkCumsumKernel<<<dim3(nc, p.H), Q, 0, s>>>(p, L, dt, lddt, cum, xsv);
   SUBQ_CUDA_LAUNCH_CHECK();
-  const size_t st_smem = StateSmem(P_, p.N), sc_smem = ScanSmem(P_, p.N);
+  const size_t st_smem = StateSmem(P_, p.N), sc_smem = ScanSmem(P_, p.N).total;
+  int dev = 0, max_smem = 0;
+  SUBQ_CUDA_CHECK(cudaGetDevice(&dev));
+  SUBQ_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  if (sc_smem > static_cast<size_t>(max_smem)) {
+    std::fprintf(stderr, "SsdChunkedScan: head dim %d with state size %d needs %zu bytes of shared memory (%d)\n", P_,
+                 p.N, sc_smem, max_smem);
+    std::abort();
+  }
   SUBQ_CUDA_CHECK(cudaFuncSetAttribute(ChunkStateKernel<P_>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(st_smem)));
   SUBQ_CUDA_CHECK(cudaFuncSetAttribute(ChunkScanKernel<P_>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -342,7 +427,8 @@ void Launch(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, 
   StatePassKernel<<<CeilDiv(static_cast<long>(per2), 256), 256, 0, s>>>(
       p, L, nc, cum, reinterpret_cast<__nv_bfloat162*>(cst), reinterpret_cast<float2*>(state));
   SUBQ_CUDA_LAUNCH_CHECK();
-  ChunkScanKernel<P_><<<grid, kScanThreads, sc_smem, s>>>(p, L, hb, x, ldx, b, c, ldbc, cum, xsv, cst, y, ldy);
+    const bool x16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 4 == 0;
+  ChunkScanKernel<P_><<<grid, kScanThreads, sc_smem, s>>>(p, L, hb, x, ldx, x16, b, c, ldbc, cum, xsv, cst, y, ldy);
   SUBQ_CUDA_LAUNCH_CHECK();
 }
 
@@ -367,12 +453,13 @@ void SsdChunkedScan(cudaStream_t s, const SsdParams& p, int L, const float* x, i
     std::abort();
   }
   switch (p.P) {
+    case 8: return Launch<8>(s, p, L, x, ldx, b, c, ldbc, dt, lddt, state, y, ldy, scratch);
     case 16: return Launch<16>(s, p, L, x, ldx, b, c, ldbc, dt, lddt, state, y, ldy, scratch);
     case 32: return Launch<32>(s, p, L, x, ldx, b, c, ldbc, dt, lddt, state, y, ldy, scratch);
     case 64: return Launch<64>(s, p, L, x, ldx, b, c, ldbc, dt, lddt, state, y, ldy, scratch);
     case 128: return Launch<128>(s, p, L, x, ldx, b, c, ldbc, dt, lddt, state, y, ldy, scratch);
     default:
-      std::fprintf(stderr, "SsdChunkedScan: head dim %d unsupported (16, 32, 64 or 128)\n", p.P);
+      std::fprintf(stderr, "SsdChunkedScan: head dim %d unsupported (8, 16, 32, 64 or 128)\n", p.P);
       std::abort();
   }
 }
