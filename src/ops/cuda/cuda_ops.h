@@ -92,7 +92,7 @@ void SsdStep(cudaStream_t s, const SsdParams& p, int rows, const float* x, int l
 size_t SsdScratchFloats(const SsdParams& p, int L);
 inline constexpr int kSsdChunk = 128;
 // L tokens of one sequence (chunk cumsum, chunk states, state passing, chunk scan), starting from `state`
-// [H, P, N] (f32, 8-byte aligned) and leaving the final state there. The products run on bf16 tensor cores
+// [H, P, N] (f32; it and scratch 16-byte aligned) and leaving the final state there. The products run on bf16 tensor cores
 // with f32 accumulation (ssd_chunked.cu); P in {8, 16, 32, 64, 128}, N % 8 == 0, N <= 256, and the scan's
 // shared memory must fit (P 64: N <= 192; P 128: N <= 64).
 void SsdChunkedScan(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, const float* b,

@@ -37,21 +37,56 @@ __device__ __forceinline__ void Mma(float* d, const uint32_t* a, const uint32_t*
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+// Fragments through ldmatrix (8x8 b16 matrices, lane i of each 8 giving a 16-byte row address; thread t
+// receives row t / 4, cols 2 (t % 4).. of each: the mma operand layout). Rows are 16-byte aligned (ld % 8 == 0).
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
 // A fragment: rows m0.., cols k0.. of a [m][k] tile with row stride ld.
 __device__ __forceinline__ void LoadA(uint32_t* a, const bf16* t, int ld, int m0, int k0, int lane) {
-  const bf16* r0 = t + (m0 + (lane >> 2)) * ld + k0 + (lane & 3) * 2;
-  const bf16* r1 = r0 + 8 * ld;
-  a[0] = Ld32(r0);
-  a[1] = Ld32(r1);
-  a[2] = Ld32(r0 + 8);
-  a[3] = Ld32(r1 + 8);
+  const bf16* r = t + (m0 + (lane & 15)) * ld + k0 + (lane >> 4) * 8;
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+               : "r"(SmemAddr(r)));
 }
 // B fragment: k0.. x n0.. of a tile stored [n][k] with row stride ld.
 __device__ __forceinline__ void LoadB(uint32_t* b, const bf16* t, int ld, int n0, int k0, int lane) {
-  const bf16* r = t + (n0 + (lane >> 2)) * ld + k0 + (lane & 3) * 2;
-  b[0] = Ld32(r);
-  b[1] = Ld32(r + 8);
+  const bf16* r = t + (n0 + (lane & 7)) * ld + k0 + ((lane >> 3) & 1) * 8;
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(b[0]), "=r"(b[1]) : "r"(SmemAddr(r)));
 }
+// B fragments of the two n8 tiles n0.. and n0 + 8.. (b[0..1], b[2..3]).
+__device__ __forceinline__ void LoadB2(uint32_t* b, const bf16* t, int ld, int n0, int k0, int lane) {
+  const int mi = lane >> 3;
+  const bf16* r = t + (n0 + (lane & 7) + (mi >> 1) * 8) * ld + k0 + (mi & 1) * 8;
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(SmemAddr(r)));
+}
+// acc[j] += a * B tile (n0 + 8 j..) for j < NT.
+template <int NT>
+__device__ __forceinline__ void MmaTiles(float (*acc)[4], const uint32_t* a, const bf16* t, int ld, int n0, int k0,
+                                         int lane) {
+#pragma unroll
+  for (int j = 0; j + 1 < NT; j += 2) {
+    uint32_t b[4];
+    LoadB2(b, t, ld, n0 + 8 * j, k0, lane);
+    Mma(acc[j], a, b);
+    Mma(acc[j + 1], a, b + 2);
+  }
+  if constexpr (NT % 2 == 1) {
+    uint32_t b[2];
+    LoadB(b, t, ld, n0 + 8 * (NT - 1), k0, lane);
+    Mma(acc[NT - 1], a, b);
+  }
+}
+
+// 2^v (MUFU ex2; -inf -> 0). The cumsums are kept in log2 units, so every decay is one ex2.
+__device__ __forceinline__ float Ex2(float v) {
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(v));
+  return r;
+}
+constexpr float kLog2e = 1.4426950408889634f;
 
 __host__ __device__ constexpr int RoundUp(int v, int m) { return (v + m - 1) / m * m; }
 
@@ -65,13 +100,14 @@ __device__ __forceinline__ HeadRange Heads(const SsdParams& p, int hb) {
   return {h0, min(h0 + hb, (g + 1) * hg), g};
 }
 
-// Block (chunk, head): per-token decay and the inclusive cumsum of loga within the chunk; Q threads.
+// Block (chunk, head): per-token decay and the inclusive cumsum of loga within the chunk, in log2 units
+// (cum = log2e * sum loga); Q threads.
 __global__ void ChunkCumsumKernel(SsdParams p, int L, const float* dt, int lddt, float* cum, float* xsv) {
   const int ch = blockIdx.x, h = blockIdx.y, t = ch * Q + threadIdx.x;
   __shared__ float s[Q];
   float loga = 0.0f, xs = 0.0f;
   if (t < L) DecayOf(p, h, dt[static_cast<size_t>(t) * lddt + h], &loga, &xs);
-  s[threadIdx.x] = loga;
+  s[threadIdx.x] = loga * kLog2e;
   __syncthreads();
   for (int o = 1; o < Q; o <<= 1) {  // Hillis-Steele scan
     const float v = threadIdx.x >= o ? s[threadIdx.x - o] : 0.0f;
@@ -113,7 +149,7 @@ __global__ void __launch_bounds__(kStateThreads) ChunkStateKernel(SsdParams p, i
     const float* hc = cum + static_cast<size_t>(h) * L + t0;
     const float* hx = xsv + static_cast<size_t>(h) * L + t0;
     const float last = hc[n - 1];
-    for (int s = threadIdx.x; s < Q; s += kStateThreads) wgt[s] = s < n ? __expf(last - hc[s]) * hx[s] : 0.0f;
+    for (int s = threadIdx.x; s < Q; s += kStateThreads) wgt[s] = s < n ? Ex2(last - hc[s]) * hx[s] : 0.0f;
     __syncthreads();
     // All of a thread's loads issue before its stores (the trip count is a constant).
 #pragma unroll
@@ -132,12 +168,7 @@ __global__ void __launch_bounds__(kStateThreads) ChunkStateKernel(SsdParams p, i
       for (int kb = 0; kb < Q / 16; ++kb) {
         uint32_t a[4];
         LoadA(a, Xt, kLdq, m0, 16 * kb, lane);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          uint32_t bb[2];
-          LoadB(bb, Bt, kLdq, nb + 8 * j, 16 * kb, lane);
-          Mma(acc[j], a, bb);
-        }
+        MmaTiles<4>(acc, a, Bt, kLdq, nb, 16 * kb, lane);
       }
       const int r = m0 + (lane >> 2);
 #pragma unroll
@@ -153,33 +184,45 @@ __global__ void __launch_bounds__(kStateThreads) ChunkStateKernel(SsdParams p, i
   }
 }
 
-// Thread per two state elements: S_c = exp(chunk sum) S_{c-1} + chunkstate_c (f32); leaves in cst[c] the state
-// entering chunk c (bf16) and the final state in `state` (f32). kAhead chunks are loaded before any is used.
+// Thread per four state elements: S_c = 2^(chunk sum) S_{c-1} + chunkstate_c (f32); leaves in cst[c] the state
+// entering chunk c (bf16) and the final state in `state` (f32). kAhead chunks (8 bytes each) are loaded before
+// any is used, so the recurrence waits one memory round trip per kAhead chunks.
 constexpr int kAhead = 8;
-__global__ void StatePassKernel(SsdParams p, int L, int nc, const float* __restrict__ cum,
-                                __nv_bfloat162* __restrict__ cst, float2* __restrict__ state) {
-  const size_t per2 = static_cast<size_t>(p.H) * p.P * p.N / 2;
+__device__ __forceinline__ float4 Bf4(uint2 v) {
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.x));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v.y));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+__global__ void __launch_bounds__(256, 4) StatePassKernel(SsdParams p, int L, int nc, const float* __restrict__ cum, uint2* __restrict__ cst,
+                                float4* __restrict__ state) {
+  const size_t per4 = static_cast<size_t>(p.H) * p.P * p.N / 4;
   const size_t e = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
-  if (e >= per2) return;
-  const int h = static_cast<int>(2 * e / (static_cast<size_t>(p.P) * p.N));
-  float2 S = state[e];
+  if (e >= per4) return;
+  const int h = static_cast<int>(4 * e / (static_cast<size_t>(p.P) * p.N));
+  float4 S = state[e];
   for (int c0 = 0; c0 < nc; c0 += kAhead) {
-    float2 cs[kAhead];
+    uint2 cs[kAhead];
     float decay[kAhead];
 #pragma unroll
     for (int k = 0; k < kAhead; ++k) {
       const int ch = c0 + k;
       if (ch < nc) {
-        cs[k] = __bfloat1622float2(cst[ch * per2 + e]);
-        decay[k] = __expf(cum[static_cast<size_t>(h) * L + min(L, (ch + 1) * Q) - 1]);
+        cs[k] = cst[ch * per4 + e];
+        decay[k] = Ex2(cum[static_cast<size_t>(h) * L + min(L, (ch + 1) * Q) - 1]);
       }
     }
 #pragma unroll
     for (int k = 0; k < kAhead; ++k)
       if (c0 + k < nc) {
-        cst[(c0 + k) * per2 + e] = __floats2bfloat162_rn(S.x, S.y);
-        S.x = decay[k] * S.x + cs[k].x;
-        S.y = decay[k] * S.y + cs[k].y;
+        uint2 o;
+        o.x = Pack(S.x, S.y);
+        o.y = Pack(S.z, S.w);
+        cst[(c0 + k) * per4 + e] = o;
+        const float4 v = Bf4(cs[k]);
+        S.x = decay[k] * S.x + v.x;
+        S.y = decay[k] * S.y + v.y;
+        S.z = decay[k] * S.z + v.z;
+        S.w = decay[k] * S.w + v.w;
       }
   }
   state[e] = S;
@@ -270,6 +313,7 @@ __global__ void __launch_bounds__(kScanThreads, 1)
     CpCommit();
   };
   prefetch(hr.h0, 0);
+#pragma unroll 4
   for (int e = threadIdx.x; e < (Np / 2) * Q; e += kScanThreads) {
     const int s = e / (Np / 2), nn = 2 * (e % (Np / 2));
     const size_t off = static_cast<size_t>(t0 + s) * ldbc + hr.g * N + nn;
@@ -289,11 +333,12 @@ __global__ void __launch_bounds__(kScanThreads, 1)
     uint32_t a[4];
     LoadA(a, Cs, ldk, r0, 16 * kb, lane);
 #pragma unroll
-    for (int j = 0; j < Q / 8; ++j)
-      if (j <= 2 * rt + 1) {  // causal: columns s <= r0 + 15 only
-        uint32_t bb[2];
-        LoadB(bb, Bs, ldk, 8 * j, 16 * kb, lane);
-        Mma(cb[j], a, bb);
+    for (int i = 0; i < Q / 16; ++i)
+      if (i <= rt) {  // causal: columns s <= r0 + 15 only
+        uint32_t bb[4];
+        LoadB2(bb, Bs, ldk, 16 * i, 16 * kb, lane);
+        Mma(cb[2 * i], a, bb);
+        Mma(cb[2 * i + 1], a, bb + 2);
       }
   }
   __syncthreads();  // B's space becomes S_prev buffer 1
@@ -313,9 +358,12 @@ __global__ void __launch_bounds__(kScanThreads, 1)
       const int pp = e % P_, s = 2 * (e / P_);
       St32(Xt + pp * kLdq + s, s < n ? Pack(xr[s * P_ + pp], s + 1 < n ? xr[(s + 1) * P_ + pp] : 0.0f) : 0u);
     }
-    for (int s = threadIdx.x; s < Q; s += kScanThreads) {  // padded tokens: finite decays, zero weight
-      cm[s] = craw[k * 2 * Q + s];
-      wx[s] = s < n ? craw[k * 2 * Q + Q + s] : 0.0f;
+    // cm: cum (log2 units; padded tokens repeat the last); wx = cum - log2 xs, so that the score weight
+    // 2^(cum_l - cum_s) xs_s is one ex2 (+inf for padded tokens and xs == 0: weight 0).
+    for (int s = threadIdx.x; s < Q; s += kScanThreads) {
+      const float cv = craw[k * 2 * Q + s], xv = craw[k * 2 * Q + Q + s];
+      cm[s] = cv;
+      wx[s] = s < n && xv > 0.0f ? cv - __log2f(xv) : INFINITY;
     }
     __syncthreads();
     if (ph < CH) {
@@ -324,14 +372,9 @@ __global__ void __launch_bounds__(kScanThreads, 1)
       for (int kb = 0; kb < Np / 16; ++kb) {
         uint32_t a[4];
         LoadA(a, Cs, ldk, r0, 16 * kb, lane);
-#pragma unroll
-        for (int j = 0; j < NT; ++j) {
-          uint32_t bb[2];
-          LoadB(bb, Ss, ldk, pc0 + 8 * j, 16 * kb, lane);
-          Mma(acc[j], a, bb);
-        }
+        MmaTiles<NT>(acc, a, Ss, ldk, pc0, 16 * kb, lane);
       }
-      const float c0 = cm[l0], c1 = cm[l1], e0 = __expf(c0), e1 = __expf(c1);
+      const float c0 = cm[l0], c1 = cm[l1], e0 = Ex2(c0), e1 = Ex2(c1);
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
         acc[j][0] *= e0;
@@ -346,20 +389,15 @@ __global__ void __launch_bounds__(kScanThreads, 1)
 #pragma unroll
           for (int half = 0; half < 2; ++half) {
             const int j = 2 * kb + half, s = 8 * j + q;
-            const float cs0 = cm[s], cs1 = cm[s + 1], w0 = wx[s], w1 = wx[s + 1];
-            const float m00 = s <= l0 ? cb[j][0] * __expf(c0 - cs0) * w0 : 0.0f;
-            const float m01 = s + 1 <= l0 ? cb[j][1] * __expf(c0 - cs1) * w1 : 0.0f;
-            const float m10 = s <= l1 ? cb[j][2] * __expf(c1 - cs0) * w0 : 0.0f;
-            const float m11 = s + 1 <= l1 ? cb[j][3] * __expf(c1 - cs1) * w1 : 0.0f;
+            const float2 wv = *reinterpret_cast<const float2*>(wx + s);  // s even
+            const float m00 = s <= l0 ? cb[j][0] * Ex2(c0 - wv.x) : 0.0f;
+            const float m01 = s + 1 <= l0 ? cb[j][1] * Ex2(c0 - wv.y) : 0.0f;
+            const float m10 = s <= l1 ? cb[j][2] * Ex2(c1 - wv.x) : 0.0f;
+            const float m11 = s + 1 <= l1 ? cb[j][3] * Ex2(c1 - wv.y) : 0.0f;
             a[2 * half] = Pack(m00, m01);
             a[2 * half + 1] = Pack(m10, m11);
           }
-#pragma unroll
-          for (int j = 0; j < NT; ++j) {
-            uint32_t bb[2];
-            LoadB(bb, Xt, kLdq, pc0 + 8 * j, 16 * kb, lane);
-            Mma(acc[j], a, bb);
-          }
+          MmaTiles<NT>(acc, a, Xt, kLdq, pc0, 16 * kb, lane);
         }
       const float D = p.D[h];
 #pragma unroll
@@ -396,6 +434,19 @@ int SmCount() {
   return n;
 }
 
+// Heads per block: the hb in [1, 16] with the fewest (waves of `slots` resident blocks) x (hb + the block's
+// fixed cost in heads: loading B (and C, computing C B^T)); e.g. the scan at L 2k: 128 blocks of 10 heads.
+int PickHeads(int nc, int G, int hg, int slots, double fixed) {
+  int best = 1;
+  double best_t = 1e30;
+  for (int hb = 1; hb <= std::min(hg, 16); ++hb) {
+    const long blocks = static_cast<long>(nc) * G * CeilDiv(hg, hb);
+    const double t = static_cast<double>(CeilDiv(blocks, slots)) * (hb + fixed);
+    if (t < best_t) best = hb, best_t = t;
+  }
+  return best;
+}
+
 template <int P_>
 void Launch(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, const float* b, const float* c,
             int ldbc, const float* dt, int lddt, float* state, float* y, int ldy, float* scratch) {
@@ -403,9 +454,9 @@ void Launch(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, 
   float* cum = scratch;
   float* xsv = cum + static_cast<size_t>(p.H) * L;
   bf16* cst = reinterpret_cast<bf16*>(scratch + Round4(2 * static_cast<size_t>(p.H) * L));
-  // Heads per block: enough blocks for ~3 per SM (the scan runs one block per SM), the rest shares C B^T.
-  const int hb = std::clamp(nc * p.H / (3 * SmCount()), 1, std::min(hg, 16));
-  const dim3 grid(nc, p.G * CeilDiv(hg, hb));
+  // The scan runs one block per SM, the chunk states four.
+  const int hb = PickHeads(nc, p.G, hg, SmCount(), 1.5), hbs = PickHeads(nc, p.G, hg, 4 * SmCount(), 1.0);
+  const dim3 grid(nc, p.G * CeilDiv(hg, hb)), grid_s(nc, p.G * CeilDiv(hg, hbs));
   ChunkCumsumKernel<<<dim3(nc, p.H), Q, 0, s>>>(p, L, dt, lddt, cum, xsv);
   SUBQ_CUDA_LAUNCH_CHECK();
   const size_t st_smem = StateSmem(P_, p.N), sc_smem = ScanSmem(P_, p.N).total;
@@ -421,11 +472,11 @@ void Launch(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, 
                                        static_cast<int>(st_smem)));
   SUBQ_CUDA_CHECK(cudaFuncSetAttribute(ChunkScanKernel<P_>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(sc_smem)));
-  ChunkStateKernel<P_><<<grid, kStateThreads, st_smem, s>>>(p, L, hb, x, ldx, b, ldbc, cum, xsv, cst);
+  ChunkStateKernel<P_><<<grid_s, kStateThreads, st_smem, s>>>(p, L, hbs, x, ldx, b, ldbc, cum, xsv, cst);
   SUBQ_CUDA_LAUNCH_CHECK();
-  const size_t per2 = static_cast<size_t>(p.H) * p.P * p.N / 2;
-  StatePassKernel<<<CeilDiv(static_cast<long>(per2), 256), 256, 0, s>>>(
-      p, L, nc, cum, reinterpret_cast<__nv_bfloat162*>(cst), reinterpret_cast<float2*>(state));
+  const size_t per4 = static_cast<size_t>(p.H) * p.P * p.N / 4;
+  StatePassKernel<<<CeilDiv(static_cast<long>(per4), 256), 256, 0, s>>>(
+      p, L, nc, cum, reinterpret_cast<uint2*>(cst), reinterpret_cast<float4*>(state));
   SUBQ_CUDA_LAUNCH_CHECK();
     const bool x16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 4 == 0;
   ChunkScanKernel<P_><<<grid, kScanThreads, sc_smem, s>>>(p, L, hb, x, ldx, x16, b, c, ldbc, cum, xsv, cst, y, ldy);
@@ -448,8 +499,8 @@ void SsdChunkedScan(cudaStream_t s, const SsdParams& p, int L, const float* x, i
                  p.G);
     std::abort();
   }
-  if (reinterpret_cast<uintptr_t>(state) % 8 != 0) {
-    std::fprintf(stderr, "SsdChunkedScan: state must be 8-byte aligned\n");
+  if (reinterpret_cast<uintptr_t>(state) % 16 != 0 || reinterpret_cast<uintptr_t>(scratch) % 16 != 0) {
+    std::fprintf(stderr, "SsdChunkedScan: state and scratch must be 16-byte aligned\n");
     std::abort();
   }
   switch (p.P) {
