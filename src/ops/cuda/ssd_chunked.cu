@@ -7,8 +7,9 @@
 //
 // Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, q = 2 (lane % 4)): A rows g and g + 8, cols q, q + 1
 // and q + 8, q + 9; B rows (k) q, q + 1 and q + 8, q + 9 of col g; accumulators rows g, g + 8, cols q, q + 1.
-// Operands therefore sit in shared memory with k contiguous: A as [m][k], B as [n][k]; rows padded by 8 bf16
-// put the 8 rows g of a fragment load 4 banks apart (conflict-free).
+// Fragments come from shared memory through ldmatrix: C, B (for C B^T) and S_prev with k contiguous, x and B
+// (for the chunk states) as they arrive, [token][.], through ldmatrix.trans. Rows padded by 8 bf16 put the 8
+// rows of each 8x8 matrix in different banks.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -19,14 +20,12 @@ namespace subq::cuda {
 namespace {
 
 constexpr int Q = kSsdChunk;  // tokens per chunk
-constexpr int kLdq = Q + 8;   // bf16 row stride of [.., Q] tiles
 constexpr int kStateThreads = 256, kScanThreads = 512;
 
 __device__ __forceinline__ uint32_t Pack(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
-__device__ __forceinline__ uint32_t Ld32(const bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
 __device__ __forceinline__ void St32(bf16* p, uint32_t v) { *reinterpret_cast<uint32_t*>(p) = v; }
 
 // d[16x8] += a[16x16] b[16x8], bf16 inputs, f32 accumulators.
@@ -62,7 +61,45 @@ __device__ __forceinline__ void LoadB2(uint32_t* b, const bf16* t, int ld, int n
                : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
                : "r"(SmemAddr(r)));
 }
-// acc[j] += a * B tile (n0 + 8 j..) for j < NT.
+// A fragment (rows m0.., cols k0..) of a tile stored transposed, [k][m] with row stride ld (ldmatrix.trans).
+__device__ __forceinline__ void LoadAT(uint32_t* a, const bf16* t, int ld, int m0, int k0, int lane) {
+  const int mi = lane >> 3;
+  const bf16* r = t + (k0 + (lane & 7) + (mi >> 1) * 8) * ld + m0 + (mi & 1) * 8;
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+               : "r"(SmemAddr(r)));
+}
+// B fragments of a tile stored [k][n] (row stride ld): one n8 tile n0.., or two (n0.., n0 + 8..).
+__device__ __forceinline__ void LoadBT(uint32_t* b, const bf16* t, int ld, int n0, int k0, int lane) {
+  const bf16* r = t + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0;
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+               : "=r"(b[0]), "=r"(b[1])
+               : "r"(SmemAddr(r)));
+}
+__device__ __forceinline__ void LoadBT2(uint32_t* b, const bf16* t, int ld, int n0, int k0, int lane) {
+  const int mi = lane >> 3;
+  const bf16* r = t + (k0 + (lane & 7) + (mi & 1) * 8) * ld + n0 + (mi >> 1) * 8;
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+               : "r"(SmemAddr(r)));
+}
+// acc[j] += a * B tile (n0 + 8 j..) for j < NT; B stored [n][k] (MmaTiles) or [k][n] (MmaTilesT).
+template <int NT>
+__device__ __forceinline__ void MmaTilesT(float (*acc)[4], const uint32_t* a, const bf16* t, int ld, int n0, int k0,
+                                          int lane) {
+#pragma unroll
+  for (int j = 0; j + 1 < NT; j += 2) {
+    uint32_t b[4];
+    LoadBT2(b, t, ld, n0 + 8 * j, k0, lane);
+    Mma(acc[j], a, b);
+    Mma(acc[j + 1], a, b + 2);
+  }
+  if constexpr (NT % 2 == 1) {
+    uint32_t b[2];
+    LoadBT(b, t, ld, n0 + 8 * (NT - 1), k0, lane);
+    Mma(acc[NT - 1], a, b);
+  }
+}
 template <int NT>
 __device__ __forceinline__ void MmaTiles(float (*acc)[4], const uint32_t* a, const bf16* t, int ld, int n0, int k0,
                                          int lane) {
@@ -121,29 +158,30 @@ __global__ void ChunkCumsumKernel(SsdParams p, int L, const float* dt, int lddt,
   }
 }
 
-// Block (chunk, head group): chunk state [P, N] = sum_s exp(cum_last - cum_s) xs_s x_s B_s^T, as bf16.
-// Shared: B^T [Np][kLdq] (once), then per head (X * weight)^T [PR][kLdq] (rows >= P stay zero) and the
-// weights [Q]. Warp item: 16 rows p x 32 cols n.
+// Block (chunk, head group): chunk state [P, N] = sum_s 2^(cum_last - cum_s) xs_s x_s B_s^T, as bf16.
+// Shared, both [s][.] (the products read them transposed through ldmatrix.trans): B [Q][Np + 8] (once), then
+// per head X * weight [Q][PR + 8] (cols >= P stay zero) and the weights [Q]. Warp item: 16 rows p x 32 cols n.
 template <int P_>
 __global__ void __launch_bounds__(kStateThreads) ChunkStateKernel(SsdParams p, int L, int hb, const float* x, int ldx,
                                                                   const float* b, int ldbc, const float* cum,
                                                                   const float* xsv, bf16* cst) {
-  constexpr int PR = RoundUp(P_, 16), MT = PR / 16;
+  constexpr int PR = RoundUp(P_, 16), MT = PR / 16, ldp = PR + 8;
   extern __shared__ __align__(16) unsigned char smraw[];
-  const int N = p.N, Np = RoundUp(N, 32), ch = blockIdx.x, t0 = ch * Q, n = min(Q, L - t0);
+  const int N = p.N, Np = RoundUp(N, 32), ldn = Np + 8, ch = blockIdx.x, t0 = ch * Q, n = min(Q, L - t0);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
   const HeadRange hr = Heads(p, hb);
-  bf16* Bt = reinterpret_cast<bf16*>(smraw);  // [Np][kLdq]
-  bf16* Xt = Bt + Np * kLdq;                  // [PR][kLdq]
-  float* wgt = reinterpret_cast<float*>(Xt + PR * kLdq);  // [Q]
+  bf16* Bs = reinterpret_cast<bf16*>(smraw);                // [Q][ldn]
+  bf16* Xs = Bs + Q * ldn;                                  // [Q][ldp]
+  float* wgt = reinterpret_cast<float*>(Xs + Q * ldp);      // [Q]
 #pragma unroll 4
-  for (int e = threadIdx.x; e < Np * (Q / 2); e += kStateThreads) {
-    const int nn = e % Np, s = 2 * (e / Np);
+  for (int e = threadIdx.x; e < (Np / 2) * Q; e += kStateThreads) {
+    const int s = e / (Np / 2), nn = 2 * (e % (Np / 2));
     const float* src = b + static_cast<size_t>(t0 + s) * ldbc + hr.g * N + nn;
-    const float v0 = nn < N && s < n ? src[0] : 0.0f, v1 = nn < N && s + 1 < n ? src[ldbc] : 0.0f;
-    St32(Bt + nn * kLdq + s, Pack(v0, v1));
+    St32(Bs + s * ldn + nn, nn < N && s < n ? Pack(src[0], src[1]) : 0u);  // N even
   }
-  for (int e = P_ * kLdq + threadIdx.x; e < PR * kLdq; e += kStateThreads) Xt[e] = __float2bfloat16(0.0f);
+  if constexpr (PR > P_)
+    for (int e = threadIdx.x; e < Q * (PR - P_); e += kStateThreads)
+      Xs[(e / (PR - P_)) * ldp + P_ + e % (PR - P_)] = __float2bfloat16(0.0f);
   const int items = MT * (Np / 32);
   for (int h = hr.h0; h < hr.h1; ++h) {
     const float* hc = cum + static_cast<size_t>(h) * L + t0;
@@ -153,11 +191,10 @@ __global__ void __launch_bounds__(kStateThreads) ChunkStateKernel(SsdParams p, i
     __syncthreads();
     // All of a thread's loads issue before its stores (the trip count is a constant).
 #pragma unroll
-    for (int e = threadIdx.x; e < P_ * (Q / 2); e += kStateThreads) {
-      const int pp = e % P_, s = 2 * (e / P_);
+    for (int e = threadIdx.x; e < Q * (P_ / 2); e += kStateThreads) {
+      const int s = e / (P_ / 2), pp = 2 * (e % (P_ / 2));
       const float* src = x + static_cast<size_t>(t0 + s) * ldx + h * P_ + pp;
-      const float v0 = s < n ? src[0] * wgt[s] : 0.0f, v1 = s + 1 < n ? src[ldx] * wgt[s + 1] : 0.0f;
-      St32(Xt + pp * kLdq + s, Pack(v0, v1));
+      St32(Xs + s * ldp + pp, s < n ? Pack(src[0] * wgt[s], src[1] * wgt[s]) : 0u);
     }
     __syncthreads();
     bf16* out = cst + (static_cast<size_t>(ch) * p.H + h) * P_ * N;
@@ -167,8 +204,8 @@ __global__ void __launch_bounds__(kStateThreads) ChunkStateKernel(SsdParams p, i
 #pragma unroll
       for (int kb = 0; kb < Q / 16; ++kb) {
         uint32_t a[4];
-        LoadA(a, Xt, kLdq, m0, 16 * kb, lane);
-        MmaTiles<4>(acc, a, Bt, kLdq, nb, 16 * kb, lane);
+        LoadAT(a, Xs, ldp, m0, 16 * kb, lane);
+        MmaTilesT<4>(acc, a, Bs, ldn, nb, 16 * kb, lane);
       }
       const int r = m0 + (lane >> 2);
 #pragma unroll
@@ -244,7 +281,7 @@ __device__ __forceinline__ void CpWait() {
 }
 
 // Shared layout of the chunk scan (bf16 unless noted): C [Q][ldk]; B [Q][ldk], later S_prev buffer 1; S_prev
-// buffer 0 [P][ldk]; X^T [P][kLdq]; raw x f32 [2][Q][P]; raw cum, xs f32 [2][2Q]; cum, xs f32 [2Q].
+// buffer 0 [P][ldk]; X [Q][P + 8]; raw x f32 [2][Q][P + 8]; raw cum, xs f32 [2][2Q]; cum, xs f32 [2Q].
 struct ScanSmem {
   int ldk;
   size_t c, b, s0, xt, xraw, craw, cm, total;
@@ -253,8 +290,8 @@ struct ScanSmem {
     b = c + sizeof(bf16) * Q * ldk;
     s0 = b + sizeof(bf16) * Q * ldk;
     xt = s0 + sizeof(bf16) * P * ldk;
-    xraw = xt + sizeof(bf16) * P * kLdq;
-    craw = xraw + sizeof(float) * 2 * Q * P;
+    xraw = xt + sizeof(bf16) * Q * (P + 8);
+    craw = xraw + sizeof(float) * 2 * Q * (P + 8);
     cm = craw + sizeof(float) * 4 * Q;
     total = cm + sizeof(float) * 2 * Q;
   }
@@ -268,7 +305,7 @@ struct ScanSmem {
 template <int P_>
 __global__ void __launch_bounds__(kScanThreads, 1)
     ChunkScanKernel(SsdParams p, int L, int hb, const float* x, int ldx, bool x16, const float* b, const float* c,
-                    int ldbc, const float* cum, const float* xsv, const bf16* cst, float* y, int ldy) {
+                    int ldbc, const float* cum, const float* xsv, const bf16* cst, float* y, int ldy, bool y8) {
   constexpr int CH = P_ >= 16 ? 2 : 1, NT = P_ / (8 * CH);  // column halves, n8 tiles per warp
   extern __shared__ __align__(16) unsigned char smraw[];
   const int N = p.N, Np = RoundUp(N, 32), ch = blockIdx.x, t0 = ch * Q, n = min(Q, L - t0);
@@ -279,26 +316,27 @@ __global__ void __launch_bounds__(kScanThreads, 1)
   bf16* Cs = reinterpret_cast<bf16*>(smraw + lay.c);
   bf16* Bs = reinterpret_cast<bf16*>(smraw + lay.b);
   bf16* S0 = reinterpret_cast<bf16*>(smraw + lay.s0);  // S_prev buffer 0; buffer 1 is B's space
-  bf16* Xt = reinterpret_cast<bf16*>(smraw + lay.xt);
-  float* xraw = reinterpret_cast<float*>(smraw + lay.xraw);  // [2][Q][P]
+  constexpr int XS = P_ + 8;  // row stride of X and raw x (rows 16-byte aligned, epilogue reads 2-way at most)
+  bf16* Xs = reinterpret_cast<bf16*>(smraw + lay.xt);
+  float* xraw = reinterpret_cast<float*>(smraw + lay.xraw);  // [2][Q][XS]
   float* craw = reinterpret_cast<float*>(smraw + lay.craw);  // [2][cum Q | xs Q]
   float* cm = reinterpret_cast<float*>(smraw + lay.cm);
   float* wx = cm + Q;
   // Copies head h's x rows, S_prev and decays into buffer k.
   auto prefetch = [&](int h, int k) {
-    float* xr = xraw + k * Q * P_;
+    float* xr = xraw + k * Q * XS;
     if (x16) {
 #pragma unroll 4
       for (int e = threadIdx.x; e < Q * (P_ / 4); e += kScanThreads) {
         const int s = e / (P_ / 4), pp = 4 * (e % (P_ / 4));
         const float* src = x + static_cast<size_t>(t0 + min(s, n - 1)) * ldx + h * P_ + pp;
-        Cp16(xr + s * P_ + pp, src);  // rows s >= n hold copies of row n - 1: never used
+        Cp16(xr + s * XS + pp, src);  // rows s >= n hold copies of row n - 1: never used
       }
     } else {
 #pragma unroll 4
       for (int e = threadIdx.x; e < Q * P_; e += kScanThreads) {
         const int s = e / P_, pp = e % P_;
-        Cp4(xr + e, x + static_cast<size_t>(t0 + min(s, n - 1)) * ldx + h * P_ + pp, s < n);
+        Cp4(xr + s * XS + pp, x + static_cast<size_t>(t0 + min(s, n - 1)) * ldx + h * P_ + pp, s < n);
       }
     }
     const bf16* sp = cst + (static_cast<size_t>(ch) * p.H + h) * P_ * N;
@@ -352,11 +390,12 @@ __global__ void __launch_bounds__(kScanThreads, 1)
       CpWait<0>();
     }
     __syncthreads();
-    const float* xr = xraw + k * Q * P_;
+    const float* xr = xraw + k * Q * XS;
 #pragma unroll 4
-    for (int e = threadIdx.x; e < P_ * (Q / 2); e += kScanThreads) {
-      const int pp = e % P_, s = 2 * (e / P_);
-      St32(Xt + pp * kLdq + s, s < n ? Pack(xr[s * P_ + pp], s + 1 < n ? xr[(s + 1) * P_ + pp] : 0.0f) : 0u);
+    for (int e = threadIdx.x; e < Q * (P_ / 2); e += kScanThreads) {
+      const int s = e / (P_ / 2), pp = 2 * (e % (P_ / 2));
+      const float2 v = *reinterpret_cast<const float2*>(xr + s * XS + pp);
+      St32(Xs + s * XS + pp, s < n ? Pack(v.x, v.y) : 0u);
     }
     // cm: cum (log2 units; padded tokens repeat the last); wx = cum - log2 xs, so that the score weight
     // 2^(cum_l - cum_s) xs_s is one ex2 (+inf for padded tokens and xs == 0: weight 0).
@@ -397,21 +436,26 @@ __global__ void __launch_bounds__(kScanThreads, 1)
             a[2 * half] = Pack(m00, m01);
             a[2 * half + 1] = Pack(m10, m11);
           }
-          MmaTiles<NT>(acc, a, Xt, kLdq, pc0, 16 * kb, lane);
+          MmaTilesT<NT>(acc, a, Xs, XS, pc0, 16 * kb, lane);
         }
       const float D = p.D[h];
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
         const int col = pc0 + 8 * j + q;
-        if (l0 < n) {
-          float* yr = y + static_cast<size_t>(t0 + l0) * ldy + h * P_ + col;
-          yr[0] = acc[j][0] + D * xr[l0 * P_ + col];
-          yr[1] = acc[j][1] + D * xr[l0 * P_ + col + 1];
-        }
-        if (l1 < n) {
-          float* yr = y + static_cast<size_t>(t0 + l1) * ldy + h * P_ + col;
-          yr[0] = acc[j][2] + D * xr[l1 * P_ + col];
-          yr[1] = acc[j][3] + D * xr[l1 * P_ + col + 1];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int l = r ? l1 : l0;
+          if (l < n) {
+            const float2 xv = *reinterpret_cast<const float2*>(xr + l * XS + col);
+            const float2 o = make_float2(acc[j][2 * r] + D * xv.x, acc[j][2 * r + 1] + D * xv.y);
+            float* yr = y + static_cast<size_t>(t0 + l) * ldy + h * P_ + col;
+            if (y8) {
+              *reinterpret_cast<float2*>(yr) = o;
+            } else {
+              yr[0] = o.x;
+              yr[1] = o.y;
+            }
+          }
         }
       }
     }
@@ -420,7 +464,7 @@ __global__ void __launch_bounds__(kScanThreads, 1)
 }
 
 size_t StateSmem(int P, int N) {
-  return sizeof(bf16) * (RoundUp(N, 32) + RoundUp(P, 16)) * kLdq + sizeof(float) * Q;
+  return sizeof(bf16) * Q * (RoundUp(N, 32) + 8 + RoundUp(P, 16) + 8) + sizeof(float) * Q;
 }
 size_t Round4(size_t v) { return (v + 3) / 4 * 4; }
 
@@ -479,7 +523,9 @@ void Launch(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, 
       p, L, nc, cum, reinterpret_cast<uint2*>(cst), reinterpret_cast<float4*>(state));
   SUBQ_CUDA_LAUNCH_CHECK();
     const bool x16 = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ldx % 4 == 0;
-  ChunkScanKernel<P_><<<grid, kScanThreads, sc_smem, s>>>(p, L, hb, x, ldx, x16, b, c, ldbc, cum, xsv, cst, y, ldy);
+  const bool y8 = reinterpret_cast<uintptr_t>(y) % 8 == 0 && ldy % 2 == 0;
+  ChunkScanKernel<P_><<<grid, kScanThreads, sc_smem, s>>>(p, L, hb, x, ldx, x16, b, c, ldbc, cum, xsv, cst, y, ldy,
+                                                         y8);
   SUBQ_CUDA_LAUNCH_CHECK();
 }
 
