@@ -429,10 +429,14 @@ __global__ void __launch_bounds__(kScanThreads, 1)
           for (int half = 0; half < 2; ++half) {
             const int j = 2 * kb + half, s = 8 * j + q;
             const float2 wv = *reinterpret_cast<const float2*>(wx + s);  // s even
-            const float m00 = s <= l0 ? cb[j][0] * Ex2(c0 - wv.x) : 0.0f;
-            const float m01 = s + 1 <= l0 ? cb[j][1] * Ex2(c0 - wv.y) : 0.0f;
-            const float m10 = s <= l1 ? cb[j][2] * Ex2(c1 - wv.x) : 0.0f;
-            const float m11 = s + 1 <= l1 ? cb[j][3] * Ex2(c1 - wv.y) : 0.0f;
+            float m00 = cb[j][0] * Ex2(c0 - wv.x), m01 = cb[j][1] * Ex2(c0 - wv.y);
+            float m10 = cb[j][2] * Ex2(c1 - wv.x), m11 = cb[j][3] * Ex2(c1 - wv.y);
+            if (kb == rt) {  // the diagonal tile: causal mask (s > l may have overflowed to inf or NaN)
+              m00 = s <= l0 ? m00 : 0.0f;
+              m01 = s + 1 <= l0 ? m01 : 0.0f;
+              m10 = s <= l1 ? m10 : 0.0f;
+              m11 = s + 1 <= l1 ? m11 : 0.0f;
+            }
             a[2 * half] = Pack(m00, m01);
             a[2 * half + 1] = Pack(m10, m11);
           }
