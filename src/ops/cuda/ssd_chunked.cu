@@ -20,7 +20,7 @@ namespace subq::cuda {
 namespace {
 
 constexpr int Q = kSsdChunk;  // tokens per chunk
-constexpr int kStateThreads = 256, kScanThreads = 512;
+constexpr int kStateThreads = 256, kScanThreads = 256;  // 8 warps each
 
 __device__ __forceinline__ uint32_t Pack(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -297,16 +297,17 @@ struct ScanSmem {
   }
 };
 
-// Block (chunk, head group), 16 warps: warp w owns rows 16 (w % 8).. of the chunk and (for P >= 16) output
-// columns (w / 8) P/2.. . C B^T for its rows stays in registers across the heads (G shared); per head
-// Y = exp(cum_l) C S_prev^T + (C B^T * exp(cum_l - cum_s) xs_s, causal) X + D x, the masked scores built
-// straight from the C B^T accumulators into A fragments. The next head's x, S_prev and decays are copied in
-// (cp.async) while the current head computes.
+// Block (chunk, head group), 8 warps: warp w owns rows 16 w.. of the chunk and all P output columns (CH = 1
+// column group; 16 warps splitting the columns in two, each building the same scores, measured 3% slower at
+// L 32k: NOTES.md). C B^T for its rows stays in registers across the heads (G shared); per head
+// Y = 2^cum_l C S_prev^T + (C B^T * 2^(cum_l - cum_s) xs_s, causal) X + D x, the masked scores built straight
+// from the C B^T accumulators into A fragments. The next head's x, S_prev and decays are copied in (cp.async)
+// while the current head computes.
 template <int P_>
 __global__ void __launch_bounds__(kScanThreads, 1)
     ChunkScanKernel(SsdParams p, int L, int hb, const float* x, int ldx, bool x16, const float* b, const float* c,
                     int ldbc, const float* cum, const float* xsv, const bf16* cst, float* y, int ldy, bool y8) {
-  constexpr int CH = P_ >= 16 ? 2 : 1, NT = P_ / (8 * CH);  // column halves, n8 tiles per warp
+  constexpr int CH = 1, NT = P_ / 8;  // one column group: n8 tiles per warp
   extern __shared__ __align__(16) unsigned char smraw[];
   const int N = p.N, Np = RoundUp(N, 32), ch = blockIdx.x, t0 = ch * Q, n = min(Q, L - t0);
   const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, g = lane >> 2, q = (lane & 3) * 2;
