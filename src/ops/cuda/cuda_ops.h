@@ -90,9 +90,11 @@ void SsdStep(cudaStream_t s, const SsdParams& p, int rows, const float* x, int l
              const float* c, int ldbc, const float* dt, int lddt, float* states, const int* slot, float* y, int ldy);
 // Floats of scratch SsdChunkedScan needs for L tokens.
 size_t SsdScratchFloats(const SsdParams& p, int L);
-inline constexpr int kSsdChunk = 64;
+inline constexpr int kSsdChunk = 128;
 // L tokens of one sequence (chunk cumsum, chunk states, state passing, chunk scan), starting from `state`
-// [H, P, N] and leaving the final state there.
+// [H, P, N] (f32; it and scratch 16-byte aligned) and leaving the final state there. The products run on bf16 tensor cores
+// with f32 accumulation (ssd_chunked.cu); P in {8, 16, 32, 64, 128}, N % 8 == 0, N <= 256, and the scan's
+// shared memory must fit (P 64: N <= 192; P 128: N <= 64).
 void SsdChunkedScan(cudaStream_t s, const SsdParams& p, int L, const float* x, int ldx, const float* b,
                     const float* c, int ldbc, const float* dt, int lddt, float* state, float* y, int ldy,
                     float* scratch);

@@ -1,7 +1,9 @@
 // SSD step / chunked scan and attention on CUDA against ops::SsdStep,
-// ops::SsdChunkedScan and ops::AttendCausal. f32 SSD math: relative L2 error
-// 1e-4 (exp of long cumsums in a different order); attention over bf16 caches
-// with a bf16 output: 8e-3.
+// ops::SsdChunkedScan and ops::AttendCausal. SSD step (f32 math): relative L2
+// error 1e-5. Chunked scan (bf16 tensor-core products of f32 inputs, f32
+// accumulation, bf16 chunk states): 1e-2 for y and the final state (bf16
+// rounding of C, B, X, the masked scores and the chunk states; 3e-3 seen).
+// Attention over bf16 caches with a bf16 output: 8e-3.
 #include <algorithm>
 #include <cmath>
 
@@ -15,6 +17,7 @@ namespace {
 struct SsdCase {
   int H, P, N, G;
   bool mamba2;
+  int L;  // chunked-prefill length
 };
 
 // Host-side decay and input scale, as the kernels derive them from dt_raw.
@@ -74,9 +77,9 @@ TEST_P(SsdTest, StepAndChunkedScanMatchHost) {
     EXPECT_REL(st, rst, 1e-5);
   }
 
-  // --- chunked prefill of L tokens (3 chunks, the last partial) from a nonzero
+  // --- chunked prefill of L tokens (the last chunk partial) from a nonzero
   // state ---
-  const int L = 2 * kSsdChunk + 23;
+  const int L = c.L;
   auto lx = Randn(size_t(L) * ldbc, rng), ldt = Randn(size_t(L) * lddt, rng);
   auto s0 = Randn(per, rng, 0.3f);
   DevBuf<float> dlx(lx), dldt(ldt), ds(s0), dly(size_t(L) * di), scratch(SsdScratchFloats(p, L));
@@ -97,13 +100,20 @@ TEST_P(SsdTest, StepAndChunkedScanMatchHost) {
     for (int h = 0; h < c.H; ++h)
       for (int i = 0; i < c.P; ++i) lref[size_t(t) * di + h * c.P + i] += D[h] * lx[size_t(t) * ldbc + h * c.P + i];
   const auto ly = dly.Get(), ls = ds.Get();
-  EXPECT_REL(ly, lref, 1e-4);
-  EXPECT_REL(ls, hs, 1e-4);
+  EXPECT_REL(ly, lref, 1e-2);
+  EXPECT_REL(ls, hs, 1e-2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SsdTest,
-                         ::testing::Values(SsdCase{8, 64, 64, 1, true}, SsdCase{6, 32, 128, 2, true},
-                                           SsdCase{8, 16, 8, 4, false}, SsdCase{4, 64, 64, 4, false}));
+                         // The Mamba-2-2.7B layer at L 2085 and the G 2 case at L 2565 run several heads
+                         // per block (ragged last groups) and pass state over 17 and 21 chunks.
+                         ::testing::Values(SsdCase{8, 64, 64, 1, true, 2 * kSsdChunk + 23},
+                                           SsdCase{6, 32, 128, 2, true, 2 * kSsdChunk + 23},
+                                           SsdCase{8, 16, 8, 4, false, 2 * kSsdChunk + 23},
+                                           SsdCase{4, 64, 64, 4, false, kSsdChunk},
+                                           SsdCase{4, 128, 32, 2, true, 3 * kSsdChunk + 1},
+                                           SsdCase{80, 64, 128, 1, true, 16 * kSsdChunk + 37},
+                                           SsdCase{16, 64, 64, 2, true, 20 * kSsdChunk + 5}));
 
 struct AttnCase {
   int n_heads, n_kv, hd;
