@@ -173,6 +173,7 @@ Tensor Mamba2Mixer::Materialize(const float* u, int L) const {
           Mh[static_cast<size_t>(i) * L + j] = cb[static_cast<size_t>(i) * L + j] *
                                                static_cast<float>(std::exp(cum[i] - cum[j])) *
                                                dt[static_cast<size_t>(j) * H + h];
+      for (int i = 0; i < L; ++i) Mh[static_cast<size_t>(i) * L + i] += w_.D.data[h];  // y = M x: D skip included
     }
   }
   return M;

@@ -357,6 +357,9 @@ Tensor Mamba3Mixer::Materialize(const float* u, int L) const {
           }
         M.data[(static_cast<size_t>(h) * L + i) * L + s] = qk * coef * decay;
       }
+      float skip = 0.0f;  // D x summed over the rank pairs with the same weights (1 for SISO)
+      for (int r = 0; r < R; ++r) skip += wo[r] * wx[r];
+      M.data[(static_cast<size_t>(h) * L + i) * L + i] += w_.D.data[h] * skip;
     }
   }
   return M;

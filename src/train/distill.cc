@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "train/data.h"
 #include "train/distributed.h"
 #include "train/export.h"
+#include "train/heldout.h"
 #include "train/losses.h"
 #include "train/optimizer.h"
 #include "train/student.h"
@@ -627,25 +629,32 @@ Result<DistillResult> RunDistillRank(const DistillOptions& o) {
     SUBQ_RETURN_IF_ERROR(WriteNpy(t, (out / "probe_logits.npy").string()));
     SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "probe_ids.txt").string(), fmt::format("{}\n", fmt::join(probe, ","))));
   }
-  {
-    SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "held_out.txt").string(), corpus.held_out_text));
-  }
-
+  // Held-out perplexity as the engine defines it (eval/perplexity.h: per-document BOS, sliding window), on
+  // the documents written to held_out.txt: `subq eval --text OUT/held_out.txt --window W` gives the same.
+  SUBQ_ASSIGN_OR_RETURN(
+      const HeldOutSet held,
+      WriteHeldOut(corpus.held_out_text, r.data.shards.empty() ? r.data.separator : "<|endoftext|>", *tok,
+                   r.data.eval_tokens, tc.max_seq_len, (out / "held_out.txt").string()));
   DistillResult res;
   {
-    torch::NoGradGuard ng;
-    const int batch = std::max(1, r.micro_batch);
-    auto tp = Perplexity([&](const torch::Tensor& x) { return teacher->Forward(x); }, corpus.held_out, r.seq_len,
-                         r.data.eval_tokens, batch, dev);
-    auto sp = Perplexity([&](const torch::Tensor& x) { return student->Logits(x); }, corpus.held_out, r.seq_len,
-                         r.data.eval_tokens, batch, dev);
-    res.teacher_ppl = tp.ppl;
-    res.student_ppl = sp.ppl;
+    const bool hybrid = !r.student.attention_layers.empty();
+    auto ts = TorchLogits([&](const torch::Tensor& x) { return teacher->Forward(x); }, tc.vocab_size, tc.max_seq_len,
+                          true, dev);
+    auto ss = TorchLogits([&](const torch::Tensor& x) { return student->Logits(x); }, tc.vocab_size,
+                          hybrid ? tc.max_seq_len : INT_MAX, hybrid, dev);
+    SUBQ_ASSIGN_OR_RETURN(const PerplexityResult tp, subq::Perplexity(*ts, held.tokens, held.window, held.stride));
+    SUBQ_ASSIGN_OR_RETURN(const PerplexityResult sp, subq::Perplexity(*ss, held.tokens, held.window, held.stride));
+    res.teacher_ppl = tp.perplexity;
+    res.student_ppl = sp.perplexity;
     res.eval_tokens = tp.tokens;
+    fmt::print(stderr, "[distill] held-out: {} documents, {} tokens scored (window {}, stride {}): teacher {:.4f}, "
+               "student {:.4f}\n", held.docs, tp.tokens, held.window, held.stride, tp.perplexity, sp.perplexity);
   }
   res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   nlohmann::json summary = {{"teacher_ppl", res.teacher_ppl}, {"student_ppl", res.student_ppl},
                             {"ppl_ratio", res.student_ppl / res.teacher_ppl}, {"eval_tokens", res.eval_tokens},
+                            {"eval_window", held.window}, {"eval_stride", held.stride},
+                            {"eval_text", (out / "held_out.txt").string()},
                             {"seconds", res.seconds}, {"recipe", r.path}, {"device", o.device}};
   SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "summary.json").string(), summary.dump(2) + "\n"));
   return res;
