@@ -86,6 +86,23 @@ std::vector<std::string> MixerTensorNames(const ModelConfig& cfg, MixerKind kind
   return out;
 }
 
+Status LoadTable(const TensorStore& store, const std::string& prefix, const std::vector<TensorSpec>& specs,
+                 const std::map<std::string, TableSlot>& slots) {
+  for (const TensorSpec& t : specs) {
+    auto it = slots.find(t.name);
+    if (it == slots.end()) return Errorf("internal error: table tensor '{}' has no slot in the loader", t.name);
+    const std::string name = prefix + t.name;
+    if (t.optional && !store.Has(name)) continue;
+    if (auto* w = std::get_if<ops::Weight*>(&it->second)) {
+      if (t.shape.size() != 2) return Errorf("internal error: '{}' is not a matrix in the table", t.name);
+      SUBQ_ASSIGN_OR_RETURN(**w, store.LoadWeight(name, t.shape[0], t.shape[1]));
+    } else {
+      SUBQ_ASSIGN_OR_RETURN(*std::get<Tensor*>(it->second), store.Load(name, t.shape));
+    }
+  }
+  return Status::Ok();
+}
+
 Result<FamilyKeys> WriteKeysForFamily(const ModelConfig& cfg) {
   const bool hf_embeddings = cfg.family == "mamba2";
   return KeysForFamily(cfg, [hf_embeddings](const std::string& name) {

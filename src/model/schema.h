@@ -5,6 +5,8 @@
 // trainer's StudentMixer::Params() both read MixerTensors, so a name or shape is spelled here once.
 #pragma once
 #include <cstdint>
+#include <map>
+#include <variant>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,14 @@ Result<std::vector<TensorSpec>> MixerTensors(const ModelConfig& cfg, int layer);
 std::vector<TensorSpec> MixerKindTensors(const ModelConfig& cfg, MixerKind kind);
 // Names only, in table order (what a writer of `kind` emits; output-norm / MIMO tensors as cfg says).
 std::vector<std::string> MixerTensorNames(const ModelConfig& cfg, MixerKind kind);
+
+// A loader's destination for a table entry: a matrix view (LoadWeight, quantized kept) or an f32 tensor.
+using TableSlot = std::variant<Tensor*, ops::Weight*>;
+// Loads every entry of `specs` under `prefix` into the slot of the same name (shapes from the table;
+// optional entries that are absent are skipped). Errors name the tensor; a table entry without a slot is
+// an internal error.
+Status LoadTable(const TensorStore& store, const std::string& prefix, const std::vector<TensorSpec>& specs,
+                 const std::map<std::string, TableSlot>& slots);
 
 // The key names a writer of `cfg.family` uses (KeysForFamily with the canonical variant: HF
 // "backbone.embeddings.weight" for mamba2, mamba_ssm "backbone.embedding.weight" for mamba3). Also the
