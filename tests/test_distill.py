@@ -139,6 +139,13 @@ def test_tiny_recipe_all_stages_and_export(subq_bin, data_dir, corpus, tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert 1.0 < summary["teacher_ppl"] < 20 and summary["student_ppl"] > 1.0
     check_export(subq_bin, out, tmp_path)
+    # One definition of held-out perplexity: `subq eval` (default window and stride) on the held-out documents
+    # the trainer wrote reproduces the perplexities it printed, for the exported student and the teacher.
+    assert summary["eval_window"] == 512 and summary["eval_stride"] == 256
+    for model, key in ((out, "student_ppl"), (data_dir / "stories260K" / "hf", "teacher_ppl")):
+        ev = json.loads(run_subq(subq_bin, "eval", "--model", model, "--text", out / "held_out.txt", "--json").stdout)
+        assert ev["window"] == summary["eval_window"] and ev["tokens"] == summary["eval_tokens"], ev
+        assert abs(ev["perplexity"] / summary[key] - 1) < 1e-3, (key, ev["perplexity"], summary[key])
     # The student with its recurrent state in bf16 scores real text within a fraction of a percent.
     p = run_subq(subq_bin, "eval", "--model", out, "--text", data_dir / "text" / "tinystories-sample.txt",
                  "--max-tokens", "3000", "--state-dtype", "bf16", "--json")

@@ -158,6 +158,9 @@ Status ParseHybridFields(const json& j, const std::string& path, MixerKind recur
     SUBQ_RETURN_IF_ERROR(a.Int("head_dim", &cfg->attn.head_dim));
     if (cfg->attn.head_dim % 2 != 0) return a.Error("head_dim", "must be even (RoPE rotates pairs)");
     SUBQ_RETURN_IF_ERROR(a.Float("rope_theta", &cfg->attn.rope_theta));
+    const json* rope = nullptr;
+    SUBQ_RETURN_IF_ERROR(a.Object("rope_scaling", &rope));
+    if (rope != nullptr) SUBQ_RETURN_IF_ERROR(ParseRopeObject(*rope, path, "attn_cfg.rope_scaling", &cfg->attn));
     cfg->attn.rope_interleaved = false;
   }
 

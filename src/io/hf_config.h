@@ -25,11 +25,22 @@ Status ParseLlambaConfig(const nlohmann::json& j, const std::string& path, Model
 Status ParseMamba3Config(const nlohmann::json& j, const std::string& path, ModelConfig* cfg);
 Status ParseGatedDeltaNetConfig(const nlohmann::json& j, const std::string& path, ModelConfig* cfg);
 
+// The inverse of ParseHfConfig (hf_config_write.cc): config.json of any config the engine reads (llama,
+// mamba2 (transformers layout + subq's mlp_cfg), llamba, mamba3, gated_deltanet; layer and head hybrids).
+// Errors for a config the family's config.json cannot carry, so Parse(Write(c)) == c field by field.
+Result<nlohmann::ordered_json> WriteHfConfig(const ModelConfig& c);
+
+// {rope_type|type, rope_theta, factor, low_freq_factor, high_freq_factor, original_max_position_embeddings}
+// (default or llama3) into attn; `prefix` names the object in errors.
+Status ParseRopeObject(const nlohmann::json& r, const std::string& path, const std::string& prefix,
+                       AttentionConfig* attn);
+
 // Sets cfg->layers (cfg->n_layers and cfg->dim must be set): every layer is `recurrent_kind` except
 //   "attention_layers": [i, ...]            -> full attention layers (kAttention);
 //   "attention_heads": {"3": [0, 5], ...}   -> attention heads kept inside recurrent layer 3 (head-level hybrid).
 // Attention parameters for those come from "attn_cfg": {num_heads, num_key_value_heads (default num_heads),
-// head_dim (default dim / num_heads), rope_theta} into cfg->attn (rope_interleaved false). Out-of-range
+// head_dim (default dim / num_heads), rope_theta, rope_scaling (optional, as Llama's)} into cfg->attn
+// (rope_interleaved false). Out-of-range
 // layer or head indices, or a layer listed in both, are errors.
 // subq extension for distilled students whose blocks keep the teacher's SwiGLU MLP (Mamba-2 / Mamba-3
 // families): "mlp_cfg": {"intermediate_size": F, "bias": false, "act_fn": "silu"} sets cfg->hidden_dim = F

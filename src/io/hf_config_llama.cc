@@ -7,8 +7,6 @@ namespace subq {
 
 using nlohmann::json;
 
-namespace {
-
 // Reads rope_theta and llama3 scaling from an object ({rope_type|type, rope_theta, factor, ...}).
 Status ParseRopeObject(const json& r, const std::string& path, const std::string& prefix, AttentionConfig* attn) {
   ConfigFields f(r, path, prefix + ".");
@@ -30,8 +28,6 @@ Status ParseRopeObject(const json& r, const std::string& path, const std::string
     return f.Error("high_freq_factor", "must be larger than low_freq_factor");
   return Status::Ok();
 }
-
-}  // namespace
 
 Status ParseLlamaConfig(const json& j, const std::string& path, ModelConfig* cfg) {
   ConfigFields f(j, path);

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "io/checkpoint.h"
+#include "io/hf_config.h"
 #include "io/hf_write.h"
 #include "io/quantized.h"
 #include "io/safetensors_write.h"
@@ -203,32 +204,6 @@ Result<ordered_json> GraniteConfigJson(const Checkpoint& ck) {
                       {"torch_dtype", "float32"}};
 }
 
-// cartesia-ai/edge LlambaConfig (the keys SPEC section 3 lists).
-Result<ordered_json> LlambaConfigJson(const Checkpoint& ck) {
-  const ModelConfig& c = ck.config;
-  const DiscreteMamba2Config& m = c.dm2;
-  if (m.d_inner() % c.dim != 0)
-    return Errorf("{}: d_inner {} is not a multiple of the width {} (Llamba's ssm_cfg.expand is an integer)", ck.path,
-                  m.d_inner(), c.dim);
-  return ordered_json{{"architectures", {"LlambaForCausalLM"}},
-                      {"model_type", "llamba"},
-                      {"d_model", c.dim},
-                      {"n_layer", c.n_layers},
-                      {"vocab_size", c.vocab_size},
-                      {"pad_vocab_size_multiple", 1},
-                      {"tie_embeddings", c.tie_embeddings},
-                      {"lm_head_bias", false},
-                      {"norm_epsilon", c.norm_eps},
-                      {"ssm_cfg", {{"d_state", m.d_state}, {"n_qk_heads", m.n_qk_heads}, {"n_v_heads", m.n_v_heads},
-                                   {"d_conv", m.conv_kernel}, {"expand", m.d_inner() / c.dim},
-                                   {"chunk_size", m.chunk_size}, {"activation", "identity"}, {"bias", false},
-                                   {"conv_bias", m.conv_bias}}},
-                      {"mlp_cfg", {{"intermediate_size", c.hidden_dim}, {"bias", false}, {"act_fn", "silu"}}},
-                      {"bos_token_id", c.bos_id},
-                      {"eos_token_id", c.eos_id},
-                      {"torch_dtype", "float32"}};
-}
-
 }  // namespace
 
 Result<HfExportReport> ExportHf(const std::string& model, const std::string& out_dir) {
@@ -267,7 +242,7 @@ Result<HfExportReport> ExportHf(const std::string& model, const std::string& out
       return Errorf("{}: a Llamba hybrid with attention layers or heads has no cartesia Llamba layout (cartesia's "
                     "LlambaForCausalLM has no attention); subq reads the folder as it is", model);
     rep.layout = "LlambaForCausalLM (cartesia)";
-    SUBQ_ASSIGN_OR_RETURN(config, LlambaConfigJson(ck));
+    SUBQ_ASSIGN_OR_RETURN(config, WriteHfConfig(c));  // cartesia-ai/edge LlambaConfig keys (SPEC 3)
     SUBQ_RETURN_IF_ERROR(ExportRenamed(ck, {}, &out, &used));  // subq reads cartesia's key names as they are
   } else {
     return Errorf("{}: family '{}' has no layout in transformers; it is already in its reference layout (mamba3: "

@@ -6,6 +6,7 @@
 #include <numbers>
 
 #include "mixers/mixers.h"
+#include "model/schema.h"
 #include "ops/ops.h"
 
 namespace subq {
@@ -132,11 +133,13 @@ Result<std::unique_ptr<Mixer>> MakeAttention(const ModelConfig& cfg, int layer, 
   if (a.n_heads % a.n_kv_heads != 0)
     return Errorf("layer {}: {} attention heads are not a multiple of {} kv heads", layer, a.n_heads, a.n_kv_heads);
   auto m = std::make_unique<Attention>(cfg);
-  const int64_t qd = a.n_heads * a.head_dim, kvd = a.n_kv_heads * a.head_dim, d = cfg.dim;
-  SUBQ_ASSIGN_OR_RETURN(m->wq_, store.LoadWeight(prefix + "q_proj.weight", qd, d));
-  SUBQ_ASSIGN_OR_RETURN(m->wk_, store.LoadWeight(prefix + "k_proj.weight", kvd, d));
-  SUBQ_ASSIGN_OR_RETURN(m->wv_, store.LoadWeight(prefix + "v_proj.weight", kvd, d));
-  SUBQ_ASSIGN_OR_RETURN(m->wo_, store.LoadWeight(prefix + "o_proj.weight", d, qd));
+  // q, k, v, o: names and shapes from the schema's table (model/schema.h), in its order.
+  const std::vector<TensorSpec> specs = MixerKindTensors(cfg, MixerKind::kAttention);
+  ops::Weight* dst[] = {&m->wq_, &m->wk_, &m->wv_, &m->wo_};
+  if (specs.size() != std::size(dst)) return Errorf("internal error: attention table has {} tensors", specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) {
+    SUBQ_ASSIGN_OR_RETURN(*dst[i], store.LoadWeight(prefix + specs[i].name, specs[i].shape[0], specs[i].shape[1]));
+  }
   return std::unique_ptr<Mixer>(std::move(m));
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "mixers/mixers.h"
+#include "model/schema.h"
 #include "ops/ops.h"
 
 namespace subq {
@@ -36,19 +37,14 @@ Result<std::unique_ptr<DiscreteMamba2Mixer>> DiscreteMamba2Mixer::Load(const Mod
         "2*{} + 2*{}*{} + {} = {}: d_state, head counts or expand disagree with the tensors",
         ip->file, prefix, ip->shape[0], E, c.n_qk_heads, c.d_state, Hv, rows);
   DiscreteMamba2Weights& w = m->w_;
-  SUBQ_ASSIGN_OR_RETURN(w.in_proj, store.LoadWeight(prefix + "in_proj.weight", rows, D));
-  SUBQ_ASSIGN_OR_RETURN(w.z_bias, store.Load(prefix + "z_bias", {E}));
-  SUBQ_ASSIGN_OR_RETURN(w.conv_w, store.Load(prefix + "conv1d.weight", {conv_dim, 1, K}));
+  if (!c.conv_bias && store.Has(prefix + "conv1d.bias"))
+    return Errorf("{}: '{}conv1d.bias' present but ssm_cfg.conv_bias is false", store.source, prefix);
+  // Names and shapes from the schema's table (model/schema.h); conv1d.bias when ssm_cfg.conv_bias.
+  w.conv_b = Tensor({conv_dim});
+  SUBQ_RETURN_IF_ERROR(LoadTable(store, prefix, MixerKindTensors(cfg, MixerKind::kDiscreteMamba2),
+                                 {{"in_proj.weight", &w.in_proj}, {"z_bias", &w.z_bias}, {"conv1d.weight", &w.conv_w},
+                                  {"conv1d.bias", &w.conv_b}, {"D", &w.D}, {"out_proj.weight", &w.out_proj}}));
   w.conv_w.shape = {conv_dim, K};
-  if (c.conv_bias) {
-    SUBQ_ASSIGN_OR_RETURN(w.conv_b, store.Load(prefix + "conv1d.bias", {conv_dim}));
-  } else {
-    if (store.Has(prefix + "conv1d.bias"))
-      return Errorf("{}: '{}conv1d.bias' present but ssm_cfg.conv_bias is false", store.source, prefix);
-    w.conv_b = Tensor({conv_dim});
-  }
-  SUBQ_ASSIGN_OR_RETURN(w.D, store.Load(prefix + "D", {Hv}));
-  SUBQ_ASSIGN_OR_RETURN(w.out_proj, store.LoadWeight(prefix + "out_proj.weight", D, E));
   if (layer < 0 || layer >= static_cast<int>(cfg.layers.size()))
     return Errorf("layer {} out of range (config lists {} layers)", layer, cfg.layers.size());
   if (!cfg.layers[layer].attention_heads.empty()) {

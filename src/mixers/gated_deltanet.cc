@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "mixers/mixers.h"
+#include "model/schema.h"
 #include "ops/ops.h"
 
 namespace subq {
@@ -314,28 +315,19 @@ Result<std::unique_ptr<Mixer>> MakeGatedDeltaNet(const ModelConfig& cfg, int lay
   const GatedDeltaNetConfig& c = cfg.gdn;
   if (Status s = GatedDeltaNetMixer::ValidateConfig(c, cfg.dim); !s.ok())
     return Errorf("layer {}: {}", layer, s.message());
-  const int64_t Ck = c.n_qk_heads * c.head_k_dim, Cv = c.n_v_heads * c.head_v_dim, Hv = c.n_v_heads, K = c.conv_kernel;
-  const int64_t d = cfg.dim;
   GatedDeltaNetWeights w;
-  auto load = [&](const char* name, const std::vector<int64_t>& shape, Tensor* dst) -> Status {
+  auto load = [&](const std::string& name, const std::vector<int64_t>& shape, Tensor* dst) -> Status {
     auto r = store.Load(prefix + name, shape);
     if (!r.ok()) return Errorf("layer {}: {}", layer, r.status().message());
     *dst = std::move(r).value();
     return Status::Ok();
   };
-  SUBQ_RETURN_IF_ERROR(load("q_proj.weight", {Ck, d}, &w.q_proj));
-  SUBQ_RETURN_IF_ERROR(load("k_proj.weight", {Ck, d}, &w.k_proj));
-  SUBQ_RETURN_IF_ERROR(load("v_proj.weight", {Cv, d}, &w.v_proj));
-  SUBQ_RETURN_IF_ERROR(load("a_proj.weight", {Hv, d}, &w.a_proj));
-  SUBQ_RETURN_IF_ERROR(load("b_proj.weight", {Hv, d}, &w.b_proj));
-  SUBQ_RETURN_IF_ERROR(load("A_log", {Hv}, &w.A_log));
-  SUBQ_RETURN_IF_ERROR(load("dt_bias", {Hv}, &w.dt_bias));
-  SUBQ_RETURN_IF_ERROR(load("q_conv1d.weight", {Ck, 1, K}, &w.q_conv));
-  SUBQ_RETURN_IF_ERROR(load("k_conv1d.weight", {Ck, 1, K}, &w.k_conv));
-  SUBQ_RETURN_IF_ERROR(load("v_conv1d.weight", {Cv, 1, K}, &w.v_conv));
-  SUBQ_RETURN_IF_ERROR(load("g_proj.weight", {Cv, d}, &w.g_proj));
-  SUBQ_RETURN_IF_ERROR(load("o_norm.weight", {c.head_v_dim}, &w.o_norm));
-  SUBQ_RETURN_IF_ERROR(load("o_proj.weight", {d, Cv}, &w.o_proj));
+  // Names and shapes from the schema's table (model/schema.h), in its order.
+  const std::vector<TensorSpec> specs = MixerKindTensors(cfg, MixerKind::kGatedDeltaNet);
+  Tensor* dst[] = {&w.q_proj, &w.k_proj, &w.v_proj,   &w.a_proj,   &w.b_proj, &w.A_log, &w.dt_bias,
+                   &w.q_conv, &w.k_conv, &w.v_conv,   &w.g_proj,   &w.o_norm, &w.o_proj};
+  if (specs.size() != std::size(dst)) return Errorf("internal error: gated_deltanet table has {} tensors", specs.size());
+  for (size_t i = 0; i < specs.size(); ++i) SUBQ_RETURN_IF_ERROR(load(specs[i].name, specs[i].shape, dst[i]));
   return std::unique_ptr<Mixer>(std::make_unique<GatedDeltaNetMixer>(c, cfg.dim, std::move(w)));
 }
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "mixers/mixers.h"
+#include "model/schema.h"
 #include "ops/ops.h"
 
 namespace subq {
@@ -35,19 +36,13 @@ Result<std::unique_ptr<Mamba2Mixer>> Mamba2Mixer::Load(const ModelConfig& cfg, i
         "2*{} + 2*{}*{} + {} = {}: state_size, n_groups, num_heads or head_dim disagree with the tensors",
         ip->file, prefix, ip->shape[0], E, c.n_groups, c.state_size, H, rows);
   Mamba2Weights& w = m->w_;
-  SUBQ_ASSIGN_OR_RETURN(w.in_proj, store.LoadWeight(prefix + "in_proj.weight", rows, D));
-  SUBQ_ASSIGN_OR_RETURN(w.conv_w, store.Load(prefix + "conv1d.weight", {conv_dim, 1, K}));
+  // Names and shapes from the schema's table (model/schema.h); conv1d.bias is optional (use_conv_bias).
+  w.conv_b = Tensor({conv_dim});
+  SUBQ_RETURN_IF_ERROR(LoadTable(store, prefix, MixerKindTensors(cfg, MixerKind::kMamba2),
+                                 {{"in_proj.weight", &w.in_proj}, {"conv1d.weight", &w.conv_w}, {"conv1d.bias", &w.conv_b},
+                                  {"dt_bias", &w.dt_bias}, {"A_log", &w.A_log}, {"D", &w.D}, {"norm.weight", &w.norm_w},
+                                  {"out_proj.weight", &w.out_proj}}));
   w.conv_w.shape = {conv_dim, K};
-  if (store.Has(prefix + "conv1d.bias")) {
-    SUBQ_ASSIGN_OR_RETURN(w.conv_b, store.Load(prefix + "conv1d.bias", {conv_dim}));
-  } else {
-    w.conv_b = Tensor({conv_dim});  // use_conv_bias = false
-  }
-  SUBQ_ASSIGN_OR_RETURN(w.dt_bias, store.Load(prefix + "dt_bias", {H}));
-  SUBQ_ASSIGN_OR_RETURN(w.A_log, store.Load(prefix + "A_log", {H}));
-  SUBQ_ASSIGN_OR_RETURN(w.D, store.Load(prefix + "D", {H}));
-  SUBQ_ASSIGN_OR_RETURN(w.norm_w, store.Load(prefix + "norm.weight", {E}));
-  SUBQ_ASSIGN_OR_RETURN(w.out_proj, store.LoadWeight(prefix + "out_proj.weight", D, E));
   return m;
 }
 
@@ -173,6 +168,7 @@ Tensor Mamba2Mixer::Materialize(const float* u, int L) const {
           Mh[static_cast<size_t>(i) * L + j] = cb[static_cast<size_t>(i) * L + j] *
                                                static_cast<float>(std::exp(cum[i] - cum[j])) *
                                                dt[static_cast<size_t>(j) * H + h];
+      for (int i = 0; i < L; ++i) Mh[static_cast<size_t>(i) * L + i] += w_.D.data[h];  // y = M x: D skip included
     }
   }
   return M;

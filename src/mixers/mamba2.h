@@ -11,8 +11,8 @@
 // 5.24: MambaRMSNormGated gets group_size = d_inner/n_groups). Mamba2Config::norm_grouped selects; the
 // config parser sets it (grouped for both origins, since the checkpoints were trained grouped).
 //
-// Materialize returns M[h, i, j] = (C_i . B_j) exp(sum_{k=j+1..i} dt_k A_h) dt_j (i >= j) WITHOUT the
-// D skip: y = M x + D x. (Discrete Mamba-2 instead puts D on the diagonal, as MOHAWK does.)
+// Materialize returns M[h, i, j] = (C_i . B_j) exp(sum_{k=j+1..i} dt_k A_h) dt_j (i >= j) plus D_h on the
+// diagonal, so y = M x exactly (one definition for every mixer and for the trainer: model/schema.h).
 #pragma once
 #include <memory>
 #include <string>

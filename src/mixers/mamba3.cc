@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "mixers/mixers.h"
+#include "model/schema.h"
 #include "ops/ops.h"
 
 namespace subq {
@@ -357,6 +359,9 @@ Tensor Mamba3Mixer::Materialize(const float* u, int L) const {
           }
         M.data[(static_cast<size_t>(h) * L + i) * L + s] = qk * coef * decay;
       }
+      float skip = 0.0f;  // D x summed over the rank pairs with the same weights (1 for SISO)
+      for (int r = 0; r < R; ++r) skip += wo[r] * wx[r];
+      M.data[(static_cast<size_t>(h) * L + i) * L + i] += w_.D.data[h] * skip;
     }
   }
   return M;
@@ -365,29 +370,28 @@ Tensor Mamba3Mixer::Materialize(const float* u, int L) const {
 Result<std::unique_ptr<Mixer>> MakeMamba3(const ModelConfig& cfg, int layer, const TensorStore& store,
                                           const std::string& prefix) {
   const Mamba3Config& c = cfg.mamba3;
-  const int64_t H = c.n_heads, P = c.head_dim, N = c.state_size, R = c.mimo_rank, di = c.d_inner();
+  const int64_t H = c.n_heads, P = c.head_dim, R = c.mimo_rank;
   if (Status s = Mamba3Mixer::ValidateConfig(c, cfg.dim); !s.ok()) return Errorf("layer {}: {}", layer, s.message());
   Mamba3Weights w;
-  auto load = [&](const char* name, const std::vector<int64_t>& shape, Tensor* dst) -> Status {
+  auto load = [&](const std::string& name, const std::vector<int64_t>& shape, Tensor* dst) -> Status {
     auto r = store.Load(prefix + name, shape);
     if (!r.ok()) return Errorf("layer {}: {}", layer, r.status().message());
     *dst = std::move(r).value();
     return Status::Ok();
   };
-  SUBQ_RETURN_IF_ERROR(load("in_proj.weight", {Mamba3Mixer::InProjRows(c, cfg.dim), cfg.dim}, &w.in_proj));
-  SUBQ_RETURN_IF_ERROR(load("dt_bias", {H}, &w.dt_bias));
-  SUBQ_RETURN_IF_ERROR(load("D", {H}, &w.D));
-  SUBQ_RETURN_IF_ERROR(load("B_norm.weight", {N}, &w.B_norm));
-  SUBQ_RETURN_IF_ERROR(load("C_norm.weight", {N}, &w.C_norm));
-  SUBQ_RETURN_IF_ERROR(load("B_bias", {H, R, N}, &w.B_bias));
-  SUBQ_RETURN_IF_ERROR(load("C_bias", {H, R, N}, &w.C_bias));
-  if (R > 1 || store.Has(prefix + "mimo_x")) {
-    SUBQ_RETURN_IF_ERROR(load("mimo_x", {H, R, P}, &w.mimo_x));
-    SUBQ_RETURN_IF_ERROR(load("mimo_z", {H, R, P}, &w.mimo_z));
-    SUBQ_RETURN_IF_ERROR(load("mimo_o", {H, R, P}, &w.mimo_o));
+  // Names and shapes from the schema's table (model/schema.h): MIMO tensors when R > 1, norm.weight
+  // with output_norm; each table entry goes to the weight of the same name.
+  const std::map<std::string, Tensor*> dst = {
+      {"in_proj.weight", &w.in_proj}, {"dt_bias", &w.dt_bias}, {"D", &w.D},           {"B_norm.weight", &w.B_norm},
+      {"C_norm.weight", &w.C_norm},   {"B_bias", &w.B_bias},   {"C_bias", &w.C_bias}, {"mimo_x", &w.mimo_x},
+      {"mimo_z", &w.mimo_z},          {"mimo_o", &w.mimo_o},   {"norm.weight", &w.norm}, {"out_proj.weight", &w.out_proj}};
+  for (const TensorSpec& t : MixerKindTensors(cfg, MixerKind::kMamba3)) {
+    auto it = dst.find(t.name);
+    if (it == dst.end()) return Errorf("internal error: mamba3 table tensor '{}' has no weight", t.name);
+    SUBQ_RETURN_IF_ERROR(load(t.name, t.shape, it->second));
   }
-  if (c.output_norm) SUBQ_RETURN_IF_ERROR(load("norm.weight", {di}, &w.norm));
-  SUBQ_RETURN_IF_ERROR(load("out_proj.weight", {cfg.dim, di}, &w.out_proj));
+  if (R == 1 && store.Has(prefix + "mimo_x"))  // rank-1 MIMO weights written by a MIMO checkpoint: used as given
+    for (const char* n : {"mimo_x", "mimo_z", "mimo_o"}) SUBQ_RETURN_IF_ERROR(load(n, {H, R, P}, dst.at(n)));
   Status v = Mamba3Mixer::Validate(c, cfg.dim, w);
   if (!v.ok()) return Errorf("layer {} ({}): {}", layer, prefix, v.message());
   return std::unique_ptr<Mixer>(std::make_unique<Mamba3Mixer>(c, cfg.dim, std::move(w)));

@@ -11,7 +11,8 @@
 // Rotation: SISO rotates interleaved pairs (2i, 2i+1); MIMO rotates half-split pairs (i, i + N/2),
 // i < n_angles in both cases (as the reference SISO and MIMO kernels do).
 //
-// Materialize: for SISO the exact L x L map x -> (pre-gate, pre-norm) y of each head minus the D skip.
+// Materialize: for SISO the exact L x L map x -> (pre-gate, pre-norm) y of each head, D skip included on
+// the diagonal (y = M x; the same quantity for every mixer and the trainer).
 // For MIMO the rank pairs are summed with weights mean_p(mimo_o[h,r']) * mean_p(mimo_x[h,r]), which is
 // exact when mimo_x/mimo_o are constant along the head dim and mimo_z is equal across ranks (no output
 // norm); in general it is the head's mixing matrix with the per-channel MIMO weights averaged.

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "train/data.h"
 #include "train/distributed.h"
 #include "train/export.h"
+#include "train/heldout.h"
 #include "train/losses.h"
 #include "train/optimizer.h"
 #include "train/student.h"
@@ -105,6 +107,24 @@ uint32_t TensorCrc(const torch::Tensor& cpu_contiguous) {
   return Crc32(cpu_contiguous.data_ptr(), cpu_contiguous.numel() * cpu_contiguous.element_size());
 }
 
+class Trainer;
+
+// What a student parameter is, for the stage table's "which parameters train".
+enum class ParamRole { kMixer, kKeptAttention, kMlp, kOther };  // kOther: embeddings, block and final norms
+// What the teacher must trace for a stage's loss.
+enum class TeacherTrace { kLayerInputs, kLogits };
+
+// The MOHAWK stages (SPEC 6), one row each: the recipe name, the loss, which parameters train and what
+// the teacher traces. Trainer::Trainable and Trainer::LossBackward read this table and nothing else.
+struct StageDef {
+  const char* name;  // StageName(s): the recipe's stages.<name>
+  const char* loss;  // losses.h
+  TeacherTrace teacher;
+  bool (*trains)(ParamRole role, const StageRecipe& st);
+  // Loss on ids times `scale`, back-propagated; returns it detached.
+  torch::Tensor (Trainer::*loss_backward)(const torch::Tensor& ids, double scale);
+};
+
 class Trainer {
  public:
   Trainer(const Recipe& r, const DistillOptions& o, Teacher& t, Student& s, SequenceSampler& sampler,
@@ -114,11 +134,15 @@ class Trainer {
 
   Status Run(Progress start);
 
+  // The stage losses of the table. Layer-local ones (1, 2) go layer by layer, and head chunk by head chunk
+  // in stage 1, so only one layer's activations live at a time.
+  torch::Tensor MatrixOrientationBackward(const torch::Tensor& ids, double scale);
+  torch::Tensor HiddenStateBackward(const torch::Tensor& ids, double scale);
+  torch::Tensor EndToEndBackward(const torch::Tensor& ids, double scale);
+
  private:
   // Parameters trained by stage s, as (name, tensor) pairs in a fixed order.
   std::vector<NamedTensor> Trainable(int s) const;
-  // Loss of stage s on ids times `scale`, back-propagated (layer by layer, and head chunk by head
-  // chunk in stage 1, so only one layer's activations live at a time); returns it detached.
   torch::Tensor LossBackward(int s, const torch::Tensor& ids, double scale);
   Status SaveCheckpoint(const Progress& p, torch::optim::Optimizer* opt);
   Status StageEnd(int s);
@@ -137,44 +161,65 @@ class Trainer {
   int64_t steps_this_process_ = 0;
 };
 
+// Layer-local stages leave kept attention layers alone (their teacher weights already match).
+const StageDef kStages[3] = {
+    {"matrix_orientation", "MatrixOrientationLoss(student M, teacher attention), mean over heads and layers",
+     TeacherTrace::kLayerInputs, [](ParamRole r, const StageRecipe&) { return r == ParamRole::kMixer; },
+     &Trainer::MatrixOrientationBackward},
+    {"hidden_state", "HiddenStateLoss(student block(x_l), teacher x_{l+1}), summed over layers",
+     TeacherTrace::kLayerInputs,
+     [](ParamRole r, const StageRecipe& st) { return r == ParamRole::kMixer || (st.train_mlp && r == ParamRole::kMlp); },
+     &Trainer::HiddenStateBackward},
+    {"end_to_end", "SoftCrossEntropy(student logits, teacher logits, temperature)", TeacherTrace::kLogits,
+     [](ParamRole r, const StageRecipe& st) { return !(st.freeze_mlp && r == ParamRole::kMlp); },
+     &Trainer::EndToEndBackward},
+};
+
 std::vector<NamedTensor> Trainer::Trainable(int s) const {
   std::vector<NamedTensor> out;
-  const auto& st = r_.stages[s];
   for (const auto& p : student_.Params()) {
-    const bool mixer = student_.IsMixerParam(p.name), mlp = student_.IsMlpParam(p.name);
-    // Layer-local stages leave kept attention layers alone (their teacher weights already match).
-    const bool attn = student_.IsKeptAttentionParam(p.name);
-    bool train = false;
-    if (s == 0) train = mixer && !attn;
-    if (s == 1) train = (mixer && !attn) || (st.train_mlp && mlp);
-    if (s == 2) train = !(st.freeze_mlp && mlp);
-    if (train) out.push_back(p);
+    const ParamRole role = student_.IsKeptAttentionParam(p.name) ? ParamRole::kKeptAttention
+                           : student_.IsMixerParam(p.name)       ? ParamRole::kMixer
+                           : student_.IsMlpParam(p.name)         ? ParamRole::kMlp
+                                                                 : ParamRole::kOther;
+    if (kStages[s].trains(role, r_.stages[s])) out.push_back(p);
   }
   return out;
 }
 
 torch::Tensor Trainer::LossBackward(int s, const torch::Tensor& ids, double scale) {
   AutocastScope autocast(dev_, r_.compute.dtype == "bf16");
-  const int n = static_cast<int>(student_.layers.size());
-  if (s == 2) {
-    auto t_logits = teacher_.Forward(ids);
-    auto loss = SoftCrossEntropy(student_.Logits(ids), t_logits, r_.stages[2].temperature) * scale;
-    loss.backward();
-    return loss.detach();
-  }
-  Teacher::Trace tr;
+  return (this->*kStages[s].loss_backward)(ids, scale);
+}
+
+torch::Tensor Trainer::EndToEndBackward(const torch::Tensor& ids, double scale) {
+  auto t_logits = teacher_.Forward(ids);  // TeacherTrace::kLogits
+  auto loss = SoftCrossEntropy(student_.Logits(ids), t_logits, r_.stages[2].temperature) * scale;
+  loss.backward();
+  return loss.detach();
+}
+
+torch::Tensor Trainer::HiddenStateBackward(const torch::Tensor& ids, double scale) {
+  Teacher::Trace tr;  // TeacherTrace::kLayerInputs
   teacher_.Forward(ids, &tr);
   torch::Tensor total = torch::zeros({}, ids.options().dtype(torch::kFloat32));
-  for (int l = 0; l < n; ++l) {  // layers are independent: the loss is the sum of per-layer losses
+  for (int l = 0; l < static_cast<int>(student_.layers.size()); ++l) {  // the loss is the sum of per-layer losses
+    if (student_.is_attention(l)) continue;
+    auto ll = HiddenStateLoss(student_.Block(l, tr.inputs[l]), tr.inputs[l + 1]) * scale;
+    ll.backward();
+    total += ll.detach();
+  }
+  return total;
+}
+
+torch::Tensor Trainer::MatrixOrientationBackward(const torch::Tensor& ids, double scale) {
+  Teacher::Trace tr;  // TeacherTrace::kLayerInputs; attention probabilities per head chunk below
+  teacher_.Forward(ids, &tr);
+  torch::Tensor total = torch::zeros({}, ids.options().dtype(torch::kFloat32));
+  for (int l = 0; l < static_cast<int>(student_.layers.size()); ++l) {
     if (student_.is_attention(l)) continue;
     const torch::Tensor& x = tr.inputs[l];
-    if (s == 1) {
-      auto ll = HiddenStateLoss(student_.Block(l, x), tr.inputs[l + 1]) * scale;
-      ll.backward();
-      total += ll.detach();
-      continue;
-    }
-    // Stage 1: the mean over heads of per-head losses, materialised stage1_head_chunk heads at a time.
+    // The mean over heads of per-head losses, materialised stage1_head_chunk heads at a time.
     const int64_t H = student_.layers[l].mixer->num_heads();
     const int64_t chunk = r_.compute.stage1_head_chunk > 0 ? std::min<int64_t>(r_.compute.stage1_head_chunk, H) : H;
     const TeacherLayer& tl = teacher_.layers[l];
@@ -385,13 +430,17 @@ Status Trainer::StageEnd(int s) {
   // missing python3/matplotlib only costs the PNG (metrics.jsonl holds the numbers).
   const std::string metrics = (out_ / "metrics.jsonl").string();
   Status st = RunPlotScript({"loss", "--metrics", metrics, "--stage", std::to_string(s + 1), "--skip-empty", "--title",
-                             fmt::format("stage {}: {} loss", s + 1, StageName(s)), "--out",
+                             fmt::format("stage {}: {} loss", s + 1, kStages[s].name), "--out",
                              (out_ / fmt::format("loss_stage{}.png", s + 1)).string()});
   if (!st.ok()) fmt::print(stderr, "[distill] warning: {}\n", st.message());
   return Status::Ok();
 }
 
 Status Trainer::Run(Progress pr) {
+  for (int s = 0; s < 3; ++s)
+    if (std::string(kStages[s].name) != StageName(s))
+      return Errorf("internal error: stage table row {} is '{}', the recipe's stage is '{}'", s + 1, kStages[s].name,
+                    StageName(s));
   const auto t_start = Clock::now();
   const double secs0 = pr.train_seconds;
   for (int s = pr.stage; s < 3; ++s) {
@@ -432,7 +481,7 @@ Status Trainer::Run(Progress pr) {
     }();
     if (dp_.is_main())
       fmt::print(stderr, "[distill] stage {}/3 {}: {} steps x {} tokens ({} ranks x {} x {} seqs of {}), lr {:g}, {} params trained\n",
-                 s + 1, StageName(s), plan.steps, st.batch_tokens, dp_.world(), plan.accum, plan.micro, r_.seq_len,
+                 s + 1, kStages[s].name, plan.steps, st.batch_tokens, dp_.world(), plan.accum, plan.micro, r_.seq_len,
                  st.lr, n_params);
     const auto stage_t0 = Clock::now();
     const int64_t step0 = pr.step;
@@ -473,9 +522,9 @@ Status Trainer::Run(Progress pr) {
       const double tps = (pr.step - step0) * st.batch_tokens / std::max(el, 1e-9);
       if (dp_.is_main())
         fmt::print(stderr, "[distill] stage {}/3 {:<18} step {:>5}/{} tokens {}/{} loss {:.5f} lr {:.2e} {:.0f} tok/s eta {}\n",
-                   s + 1, StageName(s), pr.step, plan.steps, done, total, loss_sum, lr, tps,
+                   s + 1, kStages[s].name, pr.step, plan.steps, done, total, loss_sum, lr, tps,
                    Hms((total - done) / std::max(tps, 1e-9)));
-      SUBQ_RETURN_IF_ERROR(Log({{"stage", s + 1}, {"stage_name", StageName(s)}, {"step", pr.step}, {"steps", plan.steps},
+      SUBQ_RETURN_IF_ERROR(Log({{"stage", s + 1}, {"stage_name", kStages[s].name}, {"step", pr.step}, {"steps", plan.steps},
            {"tokens", done}, {"tokens_total", total}, {"loss", loss_sum}, {"lr", lr}, {"grad_norm", gnorm},
            {"tokens_per_s", tps}, {"train_seconds", pr.train_seconds}}));
       ++steps_this_process_;
@@ -627,25 +676,32 @@ Result<DistillResult> RunDistillRank(const DistillOptions& o) {
     SUBQ_RETURN_IF_ERROR(WriteNpy(t, (out / "probe_logits.npy").string()));
     SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "probe_ids.txt").string(), fmt::format("{}\n", fmt::join(probe, ","))));
   }
-  {
-    SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "held_out.txt").string(), corpus.held_out_text));
-  }
-
+  // Held-out perplexity as the engine defines it (eval/perplexity.h: per-document BOS, sliding window), on
+  // the documents written to held_out.txt: `subq eval --text OUT/held_out.txt --window W` gives the same.
+  SUBQ_ASSIGN_OR_RETURN(
+      const HeldOutSet held,
+      WriteHeldOut(corpus.held_out_text, r.data.shards.empty() ? r.data.separator : "<|endoftext|>", *tok,
+                   r.data.eval_tokens, tc.max_seq_len, (out / "held_out.txt").string()));
   DistillResult res;
   {
-    torch::NoGradGuard ng;
-    const int batch = std::max(1, r.micro_batch);
-    auto tp = Perplexity([&](const torch::Tensor& x) { return teacher->Forward(x); }, corpus.held_out, r.seq_len,
-                         r.data.eval_tokens, batch, dev);
-    auto sp = Perplexity([&](const torch::Tensor& x) { return student->Logits(x); }, corpus.held_out, r.seq_len,
-                         r.data.eval_tokens, batch, dev);
-    res.teacher_ppl = tp.ppl;
-    res.student_ppl = sp.ppl;
+    const bool hybrid = !r.student.attention_layers.empty();
+    auto ts = TorchLogits([&](const torch::Tensor& x) { return teacher->Forward(x); }, tc.vocab_size, tc.max_seq_len,
+                          true, dev);
+    auto ss = TorchLogits([&](const torch::Tensor& x) { return student->Logits(x); }, tc.vocab_size,
+                          hybrid ? tc.max_seq_len : INT_MAX, hybrid, dev);
+    SUBQ_ASSIGN_OR_RETURN(const PerplexityResult tp, subq::Perplexity(*ts, held.tokens, held.window, held.stride));
+    SUBQ_ASSIGN_OR_RETURN(const PerplexityResult sp, subq::Perplexity(*ss, held.tokens, held.window, held.stride));
+    res.teacher_ppl = tp.perplexity;
+    res.student_ppl = sp.perplexity;
     res.eval_tokens = tp.tokens;
+    fmt::print(stderr, "[distill] held-out: {} documents, {} tokens scored (window {}, stride {}): teacher {:.4f}, "
+               "student {:.4f}\n", held.docs, tp.tokens, held.window, held.stride, tp.perplexity, sp.perplexity);
   }
   res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   nlohmann::json summary = {{"teacher_ppl", res.teacher_ppl}, {"student_ppl", res.student_ppl},
                             {"ppl_ratio", res.student_ppl / res.teacher_ppl}, {"eval_tokens", res.eval_tokens},
+                            {"eval_window", held.window}, {"eval_stride", held.stride},
+                            {"eval_text", (out / "held_out.txt").string()},
                             {"seconds", res.seconds}, {"recipe", r.path}, {"device", o.device}};
   SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "summary.json").string(), summary.dump(2) + "\n"));
   return res;

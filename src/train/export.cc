@@ -5,6 +5,8 @@
 #include <fstream>
 #include <map>
 
+#include "io/hf_config.h"
+#include "io/hf_write.h"
 #include "io/safetensors_write.h"
 #include "util/npy.h"
 #include "util/plot.h"
@@ -21,20 +23,6 @@ Tensor ToSubq(const torch::Tensor& t) {
   return out;
 }
 
-Status WriteTextAtomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return Errorf("{}: cannot open for writing", tmp);
-    f << text;
-    if (!f.good()) return Errorf("{}: write failed", tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Errorf("{}: cannot rename: {}", path, ec.message());
-  return Status::Ok();
-}
-
 Status CopyFile(const fs::path& from, const fs::path& to) {
   std::error_code ec;
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
@@ -48,7 +36,9 @@ Status ExportStudent(const Student& s, const std::string& out_dir) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const auto& p : s.Params()) tensors.emplace_back(p.name, ToSubq(p.t));
   SUBQ_RETURN_IF_ERROR(WriteSafetensors((fs::path(out_dir) / "model.safetensors").string(), tensors));
-  return WriteTextAtomic((fs::path(out_dir) / "config.json").string(), s.ConfigJson() + "\n");
+  // One writer for config.json: the inverse of the engine's parser (io/hf_config.h).
+  SUBQ_ASSIGN_OR_RETURN(const nlohmann::ordered_json config, WriteHfConfig(s.cfg));
+  return WriteJsonAtomic((fs::path(out_dir) / "config.json").string(), config);
 }
 
 Status CopyTokenizer(const std::string& teacher_path, const std::string& tokenizer_override, int vocab_size,
@@ -82,36 +72,6 @@ Status CopyTokenizer(const std::string& teacher_path, const std::string& tokeniz
   for (const std::string name : {std::string("tokenizer.bin"), fmt::format("tok{}.bin", vocab_size)})
     if (fs::exists(tp.parent_path() / name)) return copy_bin(tp.parent_path() / name);
   return Errorf("{}: no tokenizer file beside the teacher to copy (give 'tokenizer' in the recipe)", teacher_path);
-}
-
-PplResult Perplexity(const std::function<torch::Tensor(const torch::Tensor&)>& logits, const std::vector<int>& stream,
-                     int seq_len, int64_t max_tokens, int batch, const torch::Device& dev) {
-  torch::NoGradGuard ng;
-  // Windows [s, s + len) with len <= seq_len + 1 score tokens s+1 .. s+len-1; grouped by length.
-  std::map<int64_t, std::vector<int64_t>> by_len;
-  int64_t scored = 0;
-  for (int64_t s = 0; s + 1 < static_cast<int64_t>(stream.size()) && scored < max_tokens; s += seq_len) {
-    const int64_t len = std::min<int64_t>({seq_len + 1, static_cast<int64_t>(stream.size()) - s, max_tokens - scored + 1});
-    by_len[len].push_back(s);
-    scored += len - 1;
-  }
-  double nll = 0;
-  int64_t n = 0;
-  for (const auto& [len, starts] : by_len) {
-    for (size_t i = 0; i < starts.size(); i += batch) {
-      const int64_t b = std::min<int64_t>(batch, starts.size() - i);
-      auto ids = torch::empty({b, len}, torch::kInt64);
-      auto acc = ids.accessor<int64_t, 2>();
-      for (int64_t g = 0; g < b; ++g)
-        for (int64_t t = 0; t < len; ++t) acc[g][t] = stream[starts[i + g] + t];
-      ids = ids.to(dev);
-      auto lg = logits(ids.narrow(1, 0, len - 1)).to(torch::kFloat32);                            // [b, L, V]
-      auto lp = torch::log_softmax(lg, -1).gather(-1, ids.narrow(1, 1, len - 1).unsqueeze(-1));  // [b, L, 1]
-      nll -= lp.sum().item<double>();
-      n += lp.numel();
-    }
-  }
-  return {std::exp(nll / std::max<int64_t>(n, 1)), n};
 }
 
 std::vector<int> SampleFromTeacher(const Teacher& t, int64_t n, int seq_len, double temp, uint64_t seed,

@@ -1,5 +1,5 @@
-// What the trainer writes besides checkpoints: the exported student in the engine's format, held-out
-// perplexity, teacher samples for self-distillation, and the PNG plots.
+// What the trainer writes besides checkpoints: the exported student in the engine's format, teacher
+// samples for self-distillation, and the PNG plots (held-out perplexity: train/heldout.h).
 #pragma once
 #include <torch/torch.h>
 
@@ -19,15 +19,6 @@ Status ExportStudent(const Student& s, const std::string& out_dir);
 // or the llama2.c tokenizer .bin beside the model plus its SentencePiece .model when present).
 Status CopyTokenizer(const std::string& teacher_path, const std::string& tokenizer_override, int vocab_size,
                      const std::string& out_dir);
-
-struct PplResult {
-  double ppl = 0;
-  int64_t tokens = 0;
-};
-// exp(mean next-token NLL) over non-overlapping windows of seq_len + 1 tokens of `stream` (at most
-// max_tokens scored), in batches of `batch` windows. `logits` maps ids [B, L] -> [B, L, V].
-PplResult Perplexity(const std::function<torch::Tensor(const torch::Tensor&)>& logits, const std::vector<int>& stream,
-                     int seq_len, int64_t max_tokens, int batch, const torch::Device& dev);
 
 // `n` sequences of seq_len tokens sampled from the teacher (BOS first), temperature `temp`, seeded.
 std::vector<int> SampleFromTeacher(const Teacher& t, int64_t n, int seq_len, double temp, uint64_t seed,

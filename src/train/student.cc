@@ -2,12 +2,61 @@
 #include "train/student.h"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
+#include <fmt/ranges.h>
 
 #include "train/compute.h"
 #include "train/student_mixers.h"
 
 namespace subq::train {
+
+ModelConfig StudentConfig(const ModelConfig& t, const StudentRecipe& s) {
+  ModelConfig c;  // fields the student does not set keep the defaults the engine's parser leaves
+  c.family = s.kind == "discrete_mamba2" ? "llamba" : s.kind;
+  c.vocab_size = t.vocab_size, c.dim = t.dim, c.hidden_dim = t.hidden_dim, c.n_layers = t.n_layers;
+  c.norm_eps = t.norm_eps, c.tie_embeddings = t.tie_embeddings, c.bos_id = t.bos_id, c.eos_id = t.eos_id;
+  c.max_seq_len = 1 << 16;  // recurrent students have no positional limit of their own
+  MixerKind kind = MixerKind::kDiscreteMamba2;
+  if (s.kind == "mamba2") {
+    kind = MixerKind::kMamba2;
+    c.mamba2 = {.n_heads = s.n_v_heads, .head_dim = s.head_dim, .state_size = s.d_state, .n_groups = s.n_groups,
+                .conv_kernel = s.conv_kernel, .chunk_size = s.chunk_size, .norm_eps = t.norm_eps, .norm_grouped = true};
+  } else if (s.kind == "mamba3") {
+    kind = MixerKind::kMamba3;
+    c.mamba3 = {.n_heads = s.n_v_heads, .head_dim = s.head_dim, .state_size = s.d_state, .n_groups = s.n_groups,
+                .mimo_rank = 1, .chunk_size = s.chunk_size, .rope_fraction = 0.5f, .output_norm = false};
+  } else if (s.kind == "gated_deltanet") {
+    kind = MixerKind::kGatedDeltaNet;
+    c.gdn = {.n_qk_heads = s.n_qk_heads, .n_v_heads = s.n_v_heads, .head_k_dim = s.head_dim, .head_v_dim = s.d_state,
+             .conv_kernel = s.conv_kernel, .chunk_size = 64, .norm_eps = t.norm_eps};  // engine chunk: fla has no field
+  } else {
+    c.dm2 = {.d_state = s.d_state, .n_qk_heads = s.n_qk_heads, .n_v_heads = s.n_v_heads, .head_dim = s.head_dim,
+             .conv_kernel = s.conv_kernel, .chunk_size = s.chunk_size, .conv_bias = true};
+  }
+  c.layers.assign(c.n_layers, LayerConfig{kind, {}});
+  for (int l : s.attention_layers)
+    if (l >= 0 && l < c.n_layers) c.layers[l].mixer = MixerKind::kAttention;
+  if (!s.attention_layers.empty()) {
+    c.attn = t.attn;
+    c.attn.rope_interleaved = false;  // the teacher's q/k rows are rotate-half once loaded
+    if (s.kind == "gated_deltanet") c.max_seq_len = t.max_seq_len;  // fla: max_position_embeddings bounds RoPE
+  }
+  return c;
+}
+
+namespace {
+
+// The mixer's tensors must be the table's (model/schema.h MixerTensors), name for name and shape for shape.
+Status CheckMixerTensors(const ModelConfig& cfg, int l, const StudentMixer& m) {
+  SUBQ_ASSIGN_OR_RETURN(std::vector<TensorSpec> want, MixerTensors(cfg, l));
+  const std::vector<NamedTensor> got = m.Params();
+  std::string a, b;
+  for (const auto& t : want) a += fmt::format(" {}{}", t.name, t.shape);
+  for (const auto& t : got) b += fmt::format(" {}{}", t.name, std::vector<int64_t>(t.t.sizes().begin(), t.t.sizes().end()));
+  if (a != b) return Errorf("internal error: layer {} student mixer tensors{} differ from the schema's{}", l, b, a);
+  return Status::Ok();
+}
+
+}  // namespace
 
 Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const StudentRecipe& s, uint64_t seed) {
   const ModelConfig& c = t.config();
@@ -35,34 +84,9 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
   torch::manual_seed(seed);
   auto st = std::make_unique<Student>();
   st->spec = s;
-  st->cfg = c;
+  st->cfg = StudentConfig(c, s);
+  SUBQ_ASSIGN_OR_RETURN(st->keys_, WriteKeysForFamily(st->cfg));
   const bool dm2 = s.kind == "discrete_mamba2";
-  if (gdn) {  // fla GatedDeltaNetForCausalLM (engine family gated_deltanet)
-    st->prefix_ = "model.layers.";
-    st->embed_key_ = "model.embeddings.weight";
-    st->final_norm_key_ = "model.norm.weight";
-    st->in_norm_key_ = "attn_norm.weight";
-    st->mlp_norm_key_ = "mlp_norm.weight";
-    st->mixer_key_ = "attn.";
-  } else if (s.kind == "mamba3") {  // mamba_ssm MambaLMHeadModel (engine family mamba3)
-    st->prefix_ = "backbone.layers.";
-    st->embed_key_ = "backbone.embedding.weight";
-    st->final_norm_key_ = "backbone.norm_f.weight";
-    st->in_norm_key_ = "norm.weight";
-    st->mlp_norm_key_ = "norm2.weight";
-  } else if (dm2) {
-    st->prefix_ = "backbone.layers.";
-    st->embed_key_ = "backbone.embedding.weight";
-    st->final_norm_key_ = "backbone.final_layernorm.weight";
-    st->in_norm_key_ = "input_layernorm.weight";
-    st->mlp_norm_key_ = "post_attention_layernorm.weight";
-  } else {
-    st->prefix_ = "backbone.layers.";
-    st->embed_key_ = "backbone.embeddings.weight";
-    st->final_norm_key_ = "backbone.norm_f.weight";
-    st->in_norm_key_ = "norm.weight";
-    st->mlp_norm_key_ = "norm2.weight";
-  }
   st->embed = t.embed.clone();
   st->final_norm = t.final_norm.clone();
   st->lm_head = c.tie_embeddings ? st->embed : t.lm_head.clone();
@@ -87,6 +111,7 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
     } else {
       L.mixer = MakeMamba2Mixer(c.dim, s, c.norm_eps, init);
     }
+    SUBQ_RETURN_IF_ERROR(CheckMixerTensors(st->cfg, l, *L.mixer));
     st->layers.push_back(std::move(L));
   }
   return st;
@@ -126,25 +151,27 @@ torch::Tensor Student::Logits(const torch::Tensor& ids) const {
 }
 
 std::vector<NamedTensor> Student::Params() const {
-  std::vector<NamedTensor> out{{embed_key_, embed}};
+  std::vector<NamedTensor> out{{keys_.embed, embed}};
+  const std::vector<std::string> mlp = MlpTensorNames(keys_);  // gate, up, down
   for (size_t l = 0; l < layers.size(); ++l) {
     const auto& L = layers[l];
-    const std::string p = prefix_ + std::to_string(l) + ".";
-    out.push_back({p + in_norm_key_, L.in_norm});
-    for (auto& m : L.mixer->Params()) out.push_back({p + mixer_key_ + m.name, m.t});
-    out.push_back({p + mlp_norm_key_, L.mlp_norm});
-    out.push_back({p + "mlp.gate_proj.weight", L.gate});
-    out.push_back({p + "mlp.up_proj.weight", L.up});
-    out.push_back({p + "mlp.down_proj.weight", L.down});
+    const std::string p = keys_.LayerPrefix(static_cast<int>(l));
+    const std::string& mixer = L.mixer->is_attention() ? keys_.attention : keys_.recurrent;
+    out.push_back({p + keys_.in_norm, L.in_norm});
+    for (auto& m : L.mixer->Params()) out.push_back({p + mixer + m.name, m.t});  // names: the table (checked)
+    out.push_back({p + keys_.mlp_norm, L.mlp_norm});
+    out.push_back({p + mlp[0], L.gate});
+    out.push_back({p + mlp[1], L.up});
+    out.push_back({p + mlp[2], L.down});
   }
-  out.push_back({final_norm_key_, final_norm});
-  if (!cfg.tie_embeddings) out.push_back({"lm_head.weight", lm_head});
+  out.push_back({keys_.final_norm, final_norm});
+  if (!cfg.tie_embeddings) out.push_back({keys_.lm_head, lm_head});
   return out;
 }
 
 bool Student::IsKeptAttentionParam(const std::string& name) const {
   for (size_t l = 0; l < layers.size(); ++l)
-    if (layers[l].mixer->is_attention() && name.rfind(prefix_ + std::to_string(l) + "." + mixer_key_, 0) == 0)
+    if (layers[l].mixer->is_attention() && name.rfind(keys_.LayerPrefix(static_cast<int>(l)) + keys_.attention, 0) == 0)
       return true;
   return false;
 }
@@ -159,95 +186,6 @@ void Student::To(const torch::Device& d) {
   }
   if (tied) lm_head = embed;
   for (auto& L : layers) L.mixer->MoveBuffers(d);
-}
-
-std::string Student::ConfigJson() const {
-  using nlohmann::ordered_json;
-  const auto& s = spec;
-  ordered_json j;
-  std::vector<int> attn_layers = s.attention_layers;
-  std::sort(attn_layers.begin(), attn_layers.end());
-  const int expand = s.n_v_heads * s.head_dim / cfg.dim;
-  if (s.kind == "gated_deltanet") {  // read by io/hf_config_gated_deltanet.cc
-    j["model_type"] = "gated_deltanet";
-    j["architectures"] = {"GatedDeltaNetForCausalLM"};
-    j["hidden_size"] = cfg.dim;
-    j["num_hidden_layers"] = cfg.n_layers;
-    j["vocab_size"] = cfg.vocab_size;
-    j["num_heads"] = s.n_qk_heads;
-    j["num_v_heads"] = s.n_v_heads;
-    j["head_dim"] = s.head_dim;
-    j["expand_v"] = static_cast<double>(s.d_state) / s.head_dim;  // recipe checks it is exact in f32
-    j["conv_size"] = s.conv_kernel;
-    j["norm_eps"] = cfg.norm_eps;
-    j["intermediate_size"] = cfg.hidden_dim;
-    j["hidden_act"] = "swish";
-    j["use_gate"] = true;
-    j["use_short_conv"] = true;
-    j["allow_neg_eigval"] = false;
-    j["tie_word_embeddings"] = cfg.tie_embeddings;
-    j["max_position_embeddings"] = cfg.max_seq_len;
-  } else if (s.kind == "mamba3") {  // read by io/hf_config_mamba3.cc
-    j["model_type"] = "mamba3";
-    j["d_model"] = cfg.dim;
-    j["d_intermediate"] = 0;
-    j["n_layer"] = cfg.n_layers;
-    j["vocab_size"] = cfg.vocab_size;
-    j["pad_vocab_size_multiple"] = 1;
-    j["tie_embeddings"] = cfg.tie_embeddings;
-    j["norm_epsilon"] = cfg.norm_eps;
-    j["rms_norm"] = true;
-    j["ssm_cfg"] = {{"layer", "Mamba3"},     {"d_state", s.d_state},      {"expand", expand},
-                    {"headdim", s.head_dim}, {"ngroups", s.n_groups},     {"rope_fraction", 0.5},
-                    {"is_mimo", false},      {"chunk_size", s.chunk_size}, {"is_outproj_norm", false}};
-    j["mlp_cfg"] = {{"intermediate_size", cfg.hidden_dim}, {"bias", false}, {"act_fn", "silu"}};
-  } else if (s.kind == "discrete_mamba2") {
-    j["model_type"] = "llamba";
-    j["architectures"] = {"LlambaForCausalLM"};
-    j["d_model"] = cfg.dim;
-    j["n_layer"] = cfg.n_layers;
-    j["vocab_size"] = cfg.vocab_size;
-    j["pad_vocab_size_multiple"] = 1;
-    j["tie_embeddings"] = cfg.tie_embeddings;
-    j["lm_head_bias"] = false;
-    j["norm_epsilon"] = cfg.norm_eps;
-    j["ssm_cfg"] = {{"d_state", s.d_state},       {"n_qk_heads", s.n_qk_heads}, {"n_v_heads", s.n_v_heads},
-                    {"d_conv", s.conv_kernel},    {"expand", expand},           {"chunk_size", s.chunk_size},
-                    {"activation", "identity"},   {"bias", false},              {"conv_bias", true}};
-    j["mlp_cfg"] = {{"intermediate_size", cfg.hidden_dim}, {"bias", false}, {"act_fn", "silu"}};
-  } else {
-    j["model_type"] = "mamba2";
-    j["architectures"] = {"Mamba2ForCausalLM"};
-    j["hidden_size"] = cfg.dim;
-    j["num_hidden_layers"] = cfg.n_layers;
-    j["vocab_size"] = cfg.vocab_size;
-    j["tie_word_embeddings"] = cfg.tie_embeddings;
-    j["layer_norm_epsilon"] = cfg.norm_eps;
-    j["num_heads"] = s.n_v_heads;
-    j["head_dim"] = s.head_dim;
-    j["state_size"] = s.d_state;
-    j["n_groups"] = s.n_groups;
-    j["conv_kernel"] = s.conv_kernel;
-    j["expand"] = expand;
-    j["chunk_size"] = s.chunk_size;
-    j["use_conv_bias"] = true;
-    j["use_bias"] = false;
-    j["rms_norm"] = true;
-    j["norm_before_gate"] = false;
-    j["residual_in_fp32"] = true;
-    j["mlp_cfg"] = {{"intermediate_size", cfg.hidden_dim}, {"bias", false}, {"act_fn", "silu"}};
-  }
-  if (!attn_layers.empty()) {
-    j["attention_layers"] = attn_layers;
-    j["attn_cfg"] = {{"num_heads", cfg.attn.n_heads},
-                     {"num_key_value_heads", cfg.attn.n_kv_heads},
-                     {"head_dim", cfg.attn.head_dim},
-                     {"rope_theta", cfg.attn.rope_theta}};
-  }
-  j["bos_token_id"] = cfg.bos_id;
-  j["eos_token_id"] = cfg.eos_id;
-  j["torch_dtype"] = "float32";
-  return j.dump(2);
 }
 
 }  // namespace subq::train

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/schema.h"
 #include "train/recipe.h"
 #include "train/teacher.h"
 #include "train/torch_math.h"
@@ -40,6 +41,12 @@ struct StudentLayer {
   std::unique_ptr<StudentMixer> mixer;
 };
 
+// The engine's ModelConfig of the student of `s` distilled from a teacher of config `t`: family
+// (discrete_mamba2 -> llamba, else the kind), the teacher's dims / vocab / norms / token ids, the mixer
+// sub-config from the recipe, layers (attention where s.attention_layers keeps them; the teacher's attention
+// config then), and the fields the family's config.json does not carry as the engine's parser sets them.
+ModelConfig StudentConfig(const ModelConfig& t, const StudentRecipe& s);
+
 class Student {
  public:
   // Copies embeddings, norms, MLPs and LM head from the teacher and builds the mixers (random or
@@ -55,24 +62,25 @@ class Student {
 
   // Every parameter under its export name (Llamba, Mamba-2 or fla Gated DeltaNet layout); tied lm_head listed once.
   std::vector<NamedTensor> Params() const;
-  bool IsMixerParam(const std::string& name) const { return name.find("." + mixer_key_) != std::string::npos; }
+  bool IsMixerParam(const std::string& name) const { return name.find("." + keys_.recurrent) != std::string::npos; }
   // A weight of a kept teacher attention layer (hybrids).
   bool IsKeptAttentionParam(const std::string& name) const;
   bool IsMlpParam(const std::string& name) const {
-    return name.find(".mlp.") != std::string::npos || name.find(mlp_norm_key_) != std::string::npos;
+    return name.find("." + keys_.mlp) != std::string::npos || name.find(keys_.mlp_norm) != std::string::npos;
   }
-  // config.json of the export.
-  std::string ConfigJson() const;
   void To(const torch::Device& d);
 
   StudentRecipe spec;
   bool checkpoint_blocks = false;  // Logits recomputes each block in backward (train/compute.h)
-  ModelConfig cfg;  // copied from the teacher (dims, vocab, norm eps, attention config for hybrids)
+  // The engine's config of this student (StudentConfig): what export writes as config.json (io/hf_config.h
+  // WriteHfConfig) and what the engine parses back; tensor names come from its family's keys and the
+  // mixer table (model/schema.h).
+  ModelConfig cfg;
   torch::Tensor embed, final_norm, lm_head;
   std::vector<StudentLayer> layers;
 
  private:
-  std::string prefix_, embed_key_, final_norm_key_, in_norm_key_, mlp_norm_key_, mixer_key_ = "mixer.";
+  FamilyKeys keys_;  // WriteKeysForFamily(cfg)
 };
 
 }  // namespace subq::train

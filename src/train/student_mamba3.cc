@@ -84,12 +84,13 @@ class Mamba3Student : public StudentMixer {
     auto y = y2.narrow(2, 0, H_) + y2.narrow(2, H_, H_) + p.x * Dp.view({1, 1, H_, 1});  // [B, L, H, P]
     return torch::linear(y.reshape({B, L, d_inner()}) * torch::silu(p.z), out_proj);
   }
-  // The L x L map x -> pre-gate y of each head without the D skip (as the engine).
+  // The L x L map x -> pre-gate y of each head, D skip on the diagonal (y = M x, as the engine).
   torch::Tensor Materialize(const torch::Tensor& u) const override {
     Proj p = Project(u);
     auto M1 = SsdMatrix(p.adt, p.k, p.q) * p.gamma.permute({0, 2, 1}).unsqueeze(2);          // [B, H, L, L]
     auto M2 = SsdMatrix(p.adt, Shift(p.k), p.q) * p.beta.permute({0, 2, 1}).unsqueeze(2);    // column s' reads x_{s'-1}
-    return M1 + torch::constant_pad_nd(M2.narrow(-1, 1, M2.size(-1) - 1), {0, 1});
+    auto M = M1 + torch::constant_pad_nd(M2.narrow(-1, 1, M2.size(-1) - 1), {0, 1});
+    return M + torch::diag_embed(Dp.view({1, H_, 1}).expand({u.size(0), H_, u.size(1)}));
   }
   std::vector<NamedTensor> Params() const override {
     return {{"in_proj.weight", in_proj}, {"dt_bias", dt_bias}, {"D", Dp},           {"B_norm.weight", B_norm},

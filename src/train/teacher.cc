@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "io/checkpoint.h"
+#include "model/schema.h"
 #include "train/init.h"
 
 namespace subq::train {
@@ -25,31 +26,35 @@ Result<std::unique_ptr<Teacher>> Teacher::Load(const std::string& path) {
     SUBQ_ASSIGN_OR_RETURN(Tensor x, ck.tensors.Load(name, shape));
     return FromSubq(x);
   };
-  SUBQ_ASSIGN_OR_RETURN(t->embed, load("model.embed_tokens.weight", {V, D}));
-  SUBQ_ASSIGN_OR_RETURN(t->final_norm, load("model.norm.weight", {D}));
-  if (c.tie_embeddings || !ck.tensors.Has("lm_head.weight")) {
+  // Names and shapes from the engine's tables: the llama family keys and the attention mixer's tensors.
+  SUBQ_ASSIGN_OR_RETURN(const FamilyKeys k, KeysForFamily(c, ck.tensors));
+  const std::vector<TensorSpec> attn = MixerKindTensors(c, MixerKind::kAttention);  // q, k, v, o
+  const std::vector<std::string> mlp = MlpTensorNames(k);                           // gate, up, down
+  SUBQ_ASSIGN_OR_RETURN(t->embed, load(k.embed, {V, D}));
+  SUBQ_ASSIGN_OR_RETURN(t->final_norm, load(k.final_norm, {D}));
+  if (c.tie_embeddings || !ck.tensors.Has(k.lm_head)) {
     t->lm_head = t->embed;
     t->cfg_.tie_embeddings = true;
   } else {
-    SUBQ_ASSIGN_OR_RETURN(t->lm_head, load("lm_head.weight", {V, D}));
+    SUBQ_ASSIGN_OR_RETURN(t->lm_head, load(k.lm_head, {V, D}));
   }
   const torch::Tensor inv = InvFreq(a);
   for (int i = 0; i < c.n_layers; ++i) {
-    const std::string p = fmt::format("model.layers.{}.", i);
+    const std::string p = k.LayerPrefix(i);
     TeacherLayer L;
-    SUBQ_ASSIGN_OR_RETURN(L.in_norm, load(p + "input_layernorm.weight", {D}));
-    SUBQ_ASSIGN_OR_RETURN(L.mlp_norm, load(p + "post_attention_layernorm.weight", {D}));
-    SUBQ_ASSIGN_OR_RETURN(L.gate, load(p + "mlp.gate_proj.weight", {F, D}));
-    SUBQ_ASSIGN_OR_RETURN(L.up, load(p + "mlp.up_proj.weight", {F, D}));
-    SUBQ_ASSIGN_OR_RETURN(L.down, load(p + "mlp.down_proj.weight", {D, F}));
+    SUBQ_ASSIGN_OR_RETURN(L.in_norm, load(p + k.in_norm, {D}));
+    SUBQ_ASSIGN_OR_RETURN(L.mlp_norm, load(p + k.mlp_norm, {D}));
+    SUBQ_ASSIGN_OR_RETURN(L.gate, load(p + mlp[0], {F, D}));
+    SUBQ_ASSIGN_OR_RETURN(L.up, load(p + mlp[1], {F, D}));
+    SUBQ_ASSIGN_OR_RETURN(L.down, load(p + mlp[2], {D, F}));
     L.attn.n_heads = a.n_heads;
     L.attn.n_kv_heads = a.n_kv_heads;
     L.attn.head_dim = a.head_dim;
     L.attn.inv_freq = inv;
-    SUBQ_ASSIGN_OR_RETURN(L.attn.q, load(p + "self_attn.q_proj.weight", {a.n_heads * hd, D}));
-    SUBQ_ASSIGN_OR_RETURN(L.attn.k, load(p + "self_attn.k_proj.weight", {a.n_kv_heads * hd, D}));
-    SUBQ_ASSIGN_OR_RETURN(L.attn.v, load(p + "self_attn.v_proj.weight", {a.n_kv_heads * hd, D}));
-    SUBQ_ASSIGN_OR_RETURN(L.attn.o, load(p + "self_attn.o_proj.weight", {D, a.n_heads * hd}));
+    torch::Tensor* dst[] = {&L.attn.q, &L.attn.k, &L.attn.v, &L.attn.o};
+    for (int j = 0; j < 4; ++j) {
+      SUBQ_ASSIGN_OR_RETURN(*dst[j], load(p + k.attention + attn[j].name, attn[j].shape));
+    }
     if (a.rope_interleaved) {
       L.attn.q = InterleavedToRotateHalf(L.attn.q, a.n_heads, hd);
       L.attn.k = InterleavedToRotateHalf(L.attn.k, a.n_kv_heads, hd);
