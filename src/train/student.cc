@@ -18,11 +18,11 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
   if (static_cast<int>(s.attention_layers.size()) == c.n_layers)
     return Errorf("student.attention_layers keeps all {} layers: nothing to distill", c.n_layers);
   const int d_inner = s.n_v_heads * s.head_dim;
-  const bool gdn = s.kind == "gated_deltanet";
-  if (!gdn && d_inner % c.dim != 0)
+  const bool gdn = s.kind == "gated_deltanet", oryx = s.kind == "oryx";
+  if (!gdn && !oryx && d_inner % c.dim != 0)
     return Errorf("student d_inner = n_v_heads x head_dim = {} must be a multiple of the teacher's d_model {}",
                   d_inner, c.dim);
-  if (s.init == "attention") {
+  if (s.init == "attention" && !oryx) {
     const bool grouped = s.kind == "mamba2" || s.kind == "mamba3";
     const int qk = grouped ? s.n_groups : s.n_qk_heads;  // DM2 and Gated DeltaNet: n_qk_heads
     if (s.n_v_heads != a.n_heads || qk != a.n_heads || s.head_dim != a.head_dim || s.d_state != a.head_dim)
@@ -37,7 +37,16 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
   st->spec = s;
   st->cfg = c;
   const bool dm2 = s.kind == "discrete_mamba2";
-  if (gdn) {  // fla GatedDeltaNetForCausalLM (engine family gated_deltanet)
+  if (oryx) {  // the teacher's Llama layout; mixers/oryx.h extras under self_attn.
+    st->prefix_ = "model.layers.";
+    st->embed_key_ = "model.embed_tokens.weight";
+    st->final_norm_key_ = "model.norm.weight";
+    st->in_norm_key_ = "input_layernorm.weight";
+    st->mlp_norm_key_ = "post_attention_layernorm.weight";
+    st->mixer_key_ = "self_attn.";
+    st->oryx_modes = std::make_shared<OryxModes>();
+    st->oryx_modes->attention_fraction = s.oryx_attention_fraction;
+  } else if (gdn) {  // fla GatedDeltaNetForCausalLM (engine family gated_deltanet)
     st->prefix_ = "model.layers.";
     st->embed_key_ = "model.embeddings.weight";
     st->final_norm_key_ = "model.norm.weight";
@@ -76,7 +85,9 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
     L.down = T.down.clone();
     const bool keep = std::find(s.attention_layers.begin(), s.attention_layers.end(), l) != s.attention_layers.end();
     const AttentionParams* init = s.init == "attention" ? &T.attn : nullptr;
-    if (keep) {
+    if (oryx) {
+      L.mixer = MakeOryxMixer(s, T.attn, l, st->oryx_modes);
+    } else if (keep) {
       L.mixer = MakeAttentionMixer(T.attn);
     } else if (gdn) {
       L.mixer = MakeGatedDeltaNetMixer(c.dim, s, c.norm_eps, init);
@@ -168,7 +179,29 @@ std::string Student::ConfigJson() const {
   std::vector<int> attn_layers = s.attention_layers;
   std::sort(attn_layers.begin(), attn_layers.end());
   const int expand = s.n_v_heads * s.head_dim / cfg.dim;
-  if (s.kind == "gated_deltanet") {  // read by io/hf_config_gated_deltanet.cc
+  if (s.kind == "oryx") {  // a Llama config.json plus oryx_cfg (io/hf_config_oryx.cc)
+    j["model_type"] = "llama";
+    j["architectures"] = {"LlamaForCausalLM"};
+    j["hidden_size"] = cfg.dim;
+    j["intermediate_size"] = cfg.hidden_dim;
+    j["num_hidden_layers"] = cfg.n_layers;
+    j["num_attention_heads"] = cfg.attn.n_heads;
+    j["num_key_value_heads"] = cfg.attn.n_kv_heads;
+    j["head_dim"] = cfg.attn.head_dim;
+    j["vocab_size"] = cfg.vocab_size;
+    j["max_position_embeddings"] = cfg.max_seq_len;
+    j["rms_norm_eps"] = cfg.norm_eps;
+    j["rope_theta"] = cfg.attn.rope_theta;
+    if (cfg.attn.rope_scaling.type == "llama3") {
+      const auto& r = cfg.attn.rope_scaling;
+      j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", r.factor}, {"low_freq_factor", r.low_freq_factor},
+                           {"high_freq_factor", r.high_freq_factor},
+                           {"original_max_position_embeddings", r.original_max_position_embeddings}};
+    }
+    j["hidden_act"] = "silu";
+    j["tie_word_embeddings"] = cfg.tie_embeddings;
+    j["oryx_cfg"] = {{"recurrence", s.oryx_recurrence}, {"default_mode", "recurrent"}, {"chunk_size", s.chunk_size}};
+  } else if (s.kind == "gated_deltanet") {  // read by io/hf_config_gated_deltanet.cc
     j["model_type"] = "gated_deltanet";
     j["architectures"] = {"GatedDeltaNetForCausalLM"};
     j["hidden_size"] = cfg.dim;

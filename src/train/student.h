@@ -35,6 +35,8 @@ class StudentMixer {
   int chunk = 64;  // training chunk length of the scan
 };
 
+struct OryxModes;  // student_mixers.h
+
 struct StudentLayer {
   torch::Tensor in_norm, mlp_norm, gate, up, down;
   std::unique_ptr<StudentMixer> mixer;
@@ -70,6 +72,8 @@ class Student {
   ModelConfig cfg;  // copied from the teacher (dims, vocab, norm eps, attention config for hybrids)
   torch::Tensor embed, final_norm, lm_head;
   std::vector<StudentLayer> layers;
+  // kind oryx: the mode mask its layers share (student_mixers.h; set `fixed` to pick modes); else null.
+  std::shared_ptr<OryxModes> oryx_modes;
 
  private:
   std::string prefix_, embed_key_, final_norm_key_, in_norm_key_, mlp_norm_key_, mixer_key_ = "mixer.";
