@@ -43,11 +43,12 @@ def test_eval_mode_schedule_reports_attention_fraction(subq_bin, data_dir, oryx_
     assert mixed["mode_schedule"] == "attention:0-16,recurrent:16-"
 
 
-@pytest.mark.parametrize("spec,msg", [("attention:5-2", "empty range"), ("fast", "unknown mode"),
+@pytest.mark.parametrize("spec,msg", [("attention:5-2", "empty range"), ("fast:0-3", "unknown mode"), ("fast", "expected MODE"),
                                       ("attention:0-9,recurrent:3-", "overlap")])
 def test_bad_schedules_are_clear_errors(subq_bin, oryx_model, spec, msg):
     p = run_subq(subq_bin, "generate", "--model", oryx_model, "--prompt", "Hi", "--mode-schedule", spec, check=False)
     assert p.returncode != 0 and msg in p.stderr, p.stderr
+    assert p.stdout == ""  # refused before anything is printed
 
 
 def test_schedule_needs_an_oryx_model(subq_bin, data_dir):

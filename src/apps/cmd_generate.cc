@@ -40,8 +40,13 @@ int RunGenerate(const GenerateOptions& o) {
   const int max_tokens = static_cast<int>(std::max<int64_t>(0, *fit - static_cast<int64_t>(ids.size())));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  if (!o.mode_schedule.empty() && o.device != "cpu")
-    return ReportError(Errorf("--mode-schedule runs on the CPU engine (drop --device {})", o.device));
+  ModeSchedule modes;
+  if (!o.mode_schedule.empty()) {
+    if (o.device != "cpu") return ReportError(Errorf("--mode-schedule runs on the CPU engine (drop --device {})", o.device));
+    auto ms = ModeScheduleFor(model, o.mode_schedule, static_cast<int>(ids.size()));
+    if (!ms.ok()) return ReportError(ms.status());
+    modes = std::move(*ms);
+  }
   std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
   std::fflush(stdout);
   const int64_t need = static_cast<int64_t>(ids.size()) + max_tokens;
@@ -51,11 +56,7 @@ int RunGenerate(const GenerateOptions& o) {
   auto seq_or = model.NewSequence(model.has_attention() ? static_cast<int>(need) : 0);
   if (!seq_or.ok()) return ReportError(seq_or.status());
   SequenceState seq = std::move(*seq_or);
-  if (!o.mode_schedule.empty()) {
-    auto ms = ModeScheduleFor(model, o.mode_schedule, static_cast<int>(ids.size()));
-    if (!ms.ok()) return ReportError(ms.status());
-    seq.modes = std::move(*ms);
-  }
+  seq.modes = std::move(modes);
   Workspace ws(model, std::min<int>(static_cast<int>(ids.size()), 512));
   std::vector<float> logits(cfg.vocab_size);
   Sampler sampler(o.sampler);
