@@ -26,6 +26,7 @@ namespace {
 
 struct EvalOptions {
   std::string model, tokenizer, text, choices, delimiter = " ", state_dtype = "f32", device = "cpu";
+  std::string mode_schedule;
   bool json = false, no_check_weights = false, allow_longer = false;
   int window = 0, stride = 0, piece = -1;
   int64_t max_tokens = 0;
@@ -109,7 +110,17 @@ int RunEval(const EvalOptions& o) {
   const int stride = o.stride > 0 ? o.stride : std::max(1, window / 2);
   // A bf16 state matters where it is stored between calls: by default score it on the decode path.
   const int piece = o.piece >= 0 ? o.piece : (f32_model ? 1 : 0);
-  std::unique_ptr<LogitsSource> source = LogitsOf(*lm->model, piece > 0 ? piece : window);
+  ModeSchedule modes;
+  if (!o.mode_schedule.empty()) {
+    if (o.device != "cpu") return ReportError(Errorf("--mode-schedule runs on the CPU engine (drop --device {})", o.device));
+    auto ms = ModeScheduleFor(*lm->model, o.mode_schedule, -1);
+    if (!ms.ok()) return ReportError(ms.status());
+    modes = std::move(*ms);
+  }
+  const MixerMode fallback =
+      lm->model->config().oryx.default_mode == "attention" ? MixerMode::kAttention : MixerMode::kRecurrent;
+  const double attention_fraction = static_cast<double>(modes.Count(MixerMode::kAttention, 0, window, fallback)) / window;
+  std::unique_ptr<LogitsSource> source = LogitsOf(*lm->model, piece > 0 ? piece : window, modes);
 #ifdef SUBQ_HAVE_CUDA
   if (o.device == "cuda") {
     auto s = CudaLogitsSource(*lm, window, piece > 0 ? piece : window);
@@ -138,6 +149,10 @@ int RunEval(const EvalOptions& o) {
                         {"nll", r->nll},    {"tokens", r->tokens}, {"window", window},
                         {"stride", stride}, {"state_dtype", o.state_dtype}, {"piece", piece},
                         {"device", o.device}};
+    if (!o.mode_schedule.empty()) {
+      j["mode_schedule"] = modes.ToString();
+      j["attention_fraction"] = attention_fraction;  // of each window's positions
+    }
     if (f32_model) {
       j["perplexity_f32_state"] = f32_ppl;
       j["perplexity_change"] = r->perplexity - f32_ppl;
@@ -181,6 +196,8 @@ void AddEvalCommand(CLI::App& app) {
   c->get_option("--probe")->excludes(choices);
   c->add_option("--batch-tokens", o->batch_tokens, "probe, choices: tokens per Forward call (default 2048)")
       ->check(CLI::PositiveNumber);
+  c->add_option("--mode-schedule", o->mode_schedule,
+                "oryx models, --text: modes by position in each window, e.g. 'attention:0-16,recurrent:16-'");
   c->add_option("--device", o->device, "cpu or cuda (perplexity on the GPU)")->check(CLI::IsMember({"cpu", "cuda"}));
   c->callback([o, c] {
     if (c->count("--probe") > 0) {

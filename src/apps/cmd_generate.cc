@@ -16,7 +16,7 @@ namespace subq {
 namespace {
 
 struct GenerateOptions {
-  std::string model, tokenizer, prompt, state_dtype = "f32";
+  std::string model, tokenizer, prompt, state_dtype = "f32", mode_schedule;
   int max_tokens = 128;
   SamplerConfig sampler;
   bool no_bos = false, no_check_weights = false, allow_longer = false;
@@ -40,6 +40,13 @@ int RunGenerate(const GenerateOptions& o) {
   const int max_tokens = static_cast<int>(std::max<int64_t>(0, *fit - static_cast<int64_t>(ids.size())));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
+  ModeSchedule modes;
+  if (!o.mode_schedule.empty()) {
+    if (o.device != "cpu") return ReportError(Errorf("--mode-schedule runs on the CPU engine (drop --device {})", o.device));
+    auto ms = ModeScheduleFor(model, o.mode_schedule, static_cast<int>(ids.size()));
+    if (!ms.ok()) return ReportError(ms.status());
+    modes = std::move(*ms);
+  }
   std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
   std::fflush(stdout);
   const int64_t need = static_cast<int64_t>(ids.size()) + max_tokens;
@@ -49,6 +56,7 @@ int RunGenerate(const GenerateOptions& o) {
   auto seq_or = model.NewSequence(model.has_attention() ? static_cast<int>(need) : 0);
   if (!seq_or.ok()) return ReportError(seq_or.status());
   SequenceState seq = std::move(*seq_or);
+  seq.modes = std::move(modes);
   Workspace ws(model, std::min<int>(static_cast<int>(ids.size()), 512));
   std::vector<float> logits(cfg.vocab_size);
   Sampler sampler(o.sampler);
@@ -99,6 +107,8 @@ void AddGenerateCommand(CLI::App& app) {
   c->add_flag("--allow-longer", o->allow_longer, "stop at the model's context limit instead of refusing (warning)");
   AddNoCheckWeightsFlag(c, &o->no_check_weights);
   c->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  c->add_option("--mode-schedule", o->mode_schedule,
+                "oryx models: 'prompt:attention,gen:recurrent', 'attention:0-512,recurrent:512-', 'recurrent'");
   c->callback([o] { ExitCode() = RunGenerate(*o); });
 }
 

@@ -51,6 +51,13 @@ std::string ContextLimitText(const Model& model) {
                                : std::string("unlimited (state is constant)");
 }
 
+Result<ModeSchedule> ModeScheduleFor(const Model& model, const std::string& spec, int prompt_len) {
+  bool oryx = false;
+  for (const auto& l : model.config().layers) oryx |= l.mixer == MixerKind::kOryx;
+  if (!oryx) return Errorf("--mode-schedule: the model has no oryx (multi-mixer) layers");
+  return ModeSchedule::Parse(spec, prompt_len);
+}
+
 Result<int64_t> FitContextLimit(const Model& model, int64_t tokens, const std::string& what, bool allow_longer) {
   const int64_t limit = model.context_limit();
   if (tokens <= limit) return tokens;

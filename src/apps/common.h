@@ -35,6 +35,9 @@ std::string ContextLimitText(const Model& model);
 // `tokens` if within the model's context limit. Beyond it: an error (`what` names the tokens, e.g.
 // "prompt + --max-tokens") that mentions --allow-longer, or with allow_longer a warning on stderr and the
 // limit instead (the engine never runs past it).
+// --mode-schedule SPEC (model/mode_schedule.h) for a model with Oryx layers; prompt_len < 0: no prompt.
+// A model without Oryx layers is an error (the flag would change nothing).
+Result<ModeSchedule> ModeScheduleFor(const Model& model, const std::string& spec, int prompt_len);
 Result<int64_t> FitContextLimit(const Model& model, int64_t tokens, const std::string& what, bool allow_longer);
 
 // A probe (eval/probes.h) as the commands eval, heads and data probe take it.

@@ -114,6 +114,7 @@ void CudaRunner::Forward(int rows, bool decode, int pslot, int lrow0, int lrows,
       case MixerKind::kDiscreteMamba2: SsdLayer(L, pools_[l], rows, decode, pslot); break;
       case MixerKind::kMamba3: Mamba3Layer(L, pools_[l], rows, decode); break;
       case MixerKind::kGatedDeltaNet: GdnLayer(L, pools_[l], rows, decode, pslot); break;
+      case MixerKind::kOryx: break;  // refused at build (cuda_model.cc)
     }
     if (L.mlp_norm != nullptr) {
       RmsNorm(s, x_, L.mlp_norm, hb_, rows, d.dim, c.norm_eps);

@@ -169,6 +169,8 @@ std::string CudaModel::Build(const ModelConfig& c, const HostTensors* src, uint6
   for (const LayerConfig& l : c.layers) {
     m2 |= l.mixer == MixerKind::kMamba2;
     dm2 |= l.mixer == MixerKind::kDiscreteMamba2;
+    if (l.mixer == MixerKind::kOryx)
+      return "the CUDA backend does not run oryx (multi-mixer) layers: use the CPU engine (--device cpu)";
     if (!l.attention_heads.empty() && l.mixer != MixerKind::kDiscreteMamba2)
       return "the CUDA backend keeps attention heads in Discrete Mamba-2 layers only (as the CPU engine)";
   }

@@ -8,12 +8,14 @@ namespace {
 
 class ModelLogits : public LogitsSource {
  public:
-  ModelLogits(const Model& m, int rows) : m_(m), ws_(m, std::max(1, std::min(rows, 512))) {}
+  ModelLogits(const Model& m, int rows, ModeSchedule modes)
+      : m_(m), ws_(m, std::max(1, std::min(rows, 512))), modes_(std::move(modes)) {}
   int vocab() const override { return m_.config().vocab_size; }
   int context_limit() const override { return m_.context_limit(); }
   bool has_attention() const override { return m_.has_attention(); }
   Status Begin(int context) override {
     SUBQ_ASSIGN_OR_RETURN(seq_, m_.NewSequence(m_.has_attention() ? context : 0));
+    seq_.modes = modes_;
     return Status::Ok();
   }
   Status Feed(const int* tokens, int n, float* logits) override {
@@ -24,12 +26,13 @@ class ModelLogits : public LogitsSource {
   const Model& m_;
   Workspace ws_;
   SequenceState seq_;
+  ModeSchedule modes_;
 };
 
 }  // namespace
 
-std::unique_ptr<LogitsSource> LogitsOf(const Model& model, int rows) {
-  return std::make_unique<ModelLogits>(model, rows);
+std::unique_ptr<LogitsSource> LogitsOf(const Model& model, int rows, const ModeSchedule& modes) {
+  return std::make_unique<ModelLogits>(model, rows, modes);
 }
 
 Result<PerplexityResult> Perplexity(const Model& model, const std::vector<int>& tokens, int window, int stride,

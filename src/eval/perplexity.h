@@ -29,8 +29,9 @@ class LogitsSource {
   virtual Status Feed(const int* tokens, int n, float* logits) = 0;
 };
 
-// The CPU engine as a LogitsSource: Feed runs Model::Forward in pieces of at most `rows` rows.
-std::unique_ptr<LogitsSource> LogitsOf(const Model& model, int rows);
+// The CPU engine as a LogitsSource: Feed runs Model::Forward in pieces of at most `rows` rows. Every
+// sequence it begins runs Oryx layers by `modes` (positions counted from the window's start).
+std::unique_ptr<LogitsSource> LogitsOf(const Model& model, int rows, const ModeSchedule& modes = {});
 
 // progress(done, total) is called after each window when given.
 // Each window is fed to the model in pieces of `piece` tokens (0: the whole window in one call); piece 1

@@ -45,6 +45,8 @@ Status ParseRopeObject(const nlohmann::json& r, const std::string& path, const s
 // subq extension for distilled students whose blocks keep the teacher's SwiGLU MLP (Mamba-2 / Mamba-3
 // families): "mlp_cfg": {"intermediate_size": F, "bias": false, "act_fn": "silu"} sets cfg->hidden_dim = F
 // (tensors norm2.weight and mlp.{gate,up,down}_proj.weight per block). Absent: no MLP.
+// subq extension of Llama configs: "oryx_cfg" turns layers into Oryx multi-mixer layers (hf_config_oryx.cc).
+Status ParseOryxFields(const nlohmann::json& j, const std::string& path, ModelConfig* cfg);
 Status ParseMlpCfg(const nlohmann::json& j, const std::string& path, ModelConfig* cfg);
 Status ParseHybridFields(const nlohmann::json& j, const std::string& path, MixerKind recurrent_kind,
                          ModelConfig* cfg);

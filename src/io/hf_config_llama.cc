@@ -84,6 +84,7 @@ Status ParseLlamaConfig(const json& j, const std::string& path, ModelConfig* cfg
     if (r != nullptr) SUBQ_RETURN_IF_ERROR(ParseRopeObject(*r, path, key, &c.attn));
   }
   c.layers.assign(c.n_layers, LayerConfig{});
+  SUBQ_RETURN_IF_ERROR(ParseOryxFields(j, path, &c));
   *cfg = std::move(c);
   return Status::Ok();
 }

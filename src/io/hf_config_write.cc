@@ -103,11 +103,25 @@ Status CheckUnused(const ModelConfig& c) {
 
 Result<ordered_json> WriteLlama(const ModelConfig& c) {
   bool all_attention = static_cast<int>(c.layers.size()) == c.n_layers;
-  for (const auto& l : c.layers) all_attention &= l.mixer == MixerKind::kAttention && l.attention_heads.empty();
-  if (!all_attention) return Refuse(c, "a llama config has attention layers only");
+  std::vector<int> oryx_layers;  // Oryx layers: a Llama config plus oryx_cfg (io/hf_config_oryx.cc)
+  for (int l = 0; l < static_cast<int>(c.layers.size()); ++l) {
+    const auto& L = c.layers[l];
+    if (L.mixer == MixerKind::kOryx && L.attention_heads.empty()) oryx_layers.push_back(l);
+    else all_attention &= L.mixer == MixerKind::kAttention && L.attention_heads.empty();
+  }
+  if (!all_attention) return Refuse(c, "a llama config has attention (or oryx) layers only");
   if (c.attn.rope_interleaved) return Refuse(c, "interleaved q/k rows (HF Llama is rotate-half: convert the rows)");
   if (c.attn.head_dim % 2 != 0) return Refuse(c, "odd head_dim");
-  return LlamaConfigJson(c);
+  ordered_json j = LlamaConfigJson(c);
+  if (!oryx_layers.empty()) {
+    j["oryx_cfg"] = {{"recurrence", c.oryx.recurrence}, {"default_mode", c.oryx.default_mode},
+                     {"chunk_size", c.oryx.chunk_size}};
+    if (static_cast<int>(oryx_layers.size()) != c.n_layers) j["oryx_cfg"]["layers"] = oryx_layers;
+  } else if (c.oryx.recurrence != OryxConfig{}.recurrence || c.oryx.default_mode != OryxConfig{}.default_mode ||
+             c.oryx.chunk_size != OryxConfig{}.chunk_size) {
+    return Refuse(c, "oryx fields set without oryx layers");
+  }
+  return j;
 }
 
 Result<ordered_json> WriteMamba2(const ModelConfig& c) {

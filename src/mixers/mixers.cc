@@ -12,6 +12,7 @@ Result<std::unique_ptr<Mixer>> MakeMixer(const ModelConfig& cfg, int layer, cons
     case MixerKind::kDiscreteMamba2: return MakeDiscreteMamba2(cfg, layer, store, prefix);
     case MixerKind::kMamba3: return MakeMamba3(cfg, layer, store, prefix);
     case MixerKind::kGatedDeltaNet: return MakeGatedDeltaNet(cfg, layer, store, prefix);
+    case MixerKind::kOryx: return MakeOryx(cfg, layer, store, prefix);
   }
   return Errorf("layer {}: unknown mixer kind", layer);
 }

@@ -19,4 +19,7 @@ Result<std::unique_ptr<Mixer>> MakeMamba3(const ModelConfig& cfg, int layer, con
 Result<std::unique_ptr<Mixer>> MakeGatedDeltaNet(const ModelConfig& cfg, int layer, const TensorStore& store,
                                                  const std::string& prefix);
 
+Result<std::unique_ptr<Mixer>> MakeOryx(const ModelConfig& cfg, int layer, const TensorStore& store,
+                                        const std::string& prefix);
+
 }  // namespace subq

@@ -12,13 +12,14 @@ const char* MixerKindName(MixerKind k) {
     case MixerKind::kDiscreteMamba2: return "discrete_mamba2";
     case MixerKind::kMamba3: return "mamba3";
     case MixerKind::kGatedDeltaNet: return "gated_deltanet";
+    case MixerKind::kOryx: return "oryx";
   }
   return "?";
 }
 
 bool ParseMixerKind(const std::string& s, MixerKind* out) {
   for (MixerKind k : {MixerKind::kAttention, MixerKind::kMamba2, MixerKind::kDiscreteMamba2, MixerKind::kMamba3,
-                      MixerKind::kGatedDeltaNet}) {
+                      MixerKind::kGatedDeltaNet, MixerKind::kOryx}) {
     if (s == MixerKindName(k)) {
       *out = k;
       return true;
@@ -45,7 +46,7 @@ std::string ModelConfig::ToString() const {
   for (const auto& l : layers) {
     std::string k = MixerKindName(l.mixer);
     if (!l.attention_heads.empty()) k += fmt::format("+attn_heads{}", l.attention_heads);
-    any_attn |= l.mixer == MixerKind::kAttention || !l.attention_heads.empty();
+    any_attn |= l.mixer == MixerKind::kAttention || l.mixer == MixerKind::kOryx || !l.attention_heads.empty();
     kinds.push_back(k);
   }
   line("layers", fmt::format("{}", fmt::join(kinds, ", ")));
@@ -90,6 +91,13 @@ std::string ModelConfig::ToString() const {
       line("gated_deltanet", fmt::format("qk_heads={} v_heads={} head_k_dim={} head_v_dim={} conv={} chunk={}",
                                          gdn.n_qk_heads, gdn.n_v_heads, gdn.head_k_dim, gdn.head_v_dim,
                                          gdn.conv_kernel, gdn.chunk_size));
+      break;
+    }
+  }
+  for (const auto& l : layers) {
+    if (l.mixer == MixerKind::kOryx) {
+      line("oryx", fmt::format("recurrence={} default_mode={} chunk={}", oryx.recurrence, oryx.default_mode,
+                               oryx.chunk_size));
       break;
     }
   }

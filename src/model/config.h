@@ -6,7 +6,7 @@
 
 namespace subq {
 
-enum class MixerKind { kAttention, kMamba2, kDiscreteMamba2, kMamba3, kGatedDeltaNet };
+enum class MixerKind { kAttention, kMamba2, kDiscreteMamba2, kMamba3, kGatedDeltaNet, kOryx };
 const char* MixerKindName(MixerKind k);
 bool ParseMixerKind(const std::string& s, MixerKind* out);
 
@@ -57,6 +57,15 @@ struct GatedDeltaNetConfig {
   float norm_eps = 1e-5f;
 };
 
+// Oryx multi-mixer layers (mixers/oryx.h): the attention's q/k/v/o plus small recurrent extras;
+// recurrence "ssd" (scalar-decay, Mamba-2 style) or "gdn" (gated delta rule). default_mode is used at
+// positions a sequence's mode schedule does not cover ("attention" or "recurrent").
+struct OryxConfig {
+  std::string recurrence = "ssd";
+  std::string default_mode = "recurrent";
+  int chunk_size = 64;
+};
+
 struct LayerConfig {
   MixerKind mixer = MixerKind::kAttention;
   // Head-level hybrid: attention heads kept in this (otherwise recurrent) layer, run in parallel
@@ -83,6 +92,7 @@ struct ModelConfig {
   DiscreteMamba2Config dm2;
   Mamba3Config mamba3;
   GatedDeltaNetConfig gdn;
+  OryxConfig oryx;
   std::vector<LayerConfig> layers;  // n_layers entries
 
   std::string ToString() const;  // human-readable, for `subq inspect` and logs

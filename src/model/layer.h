@@ -12,6 +12,7 @@
 
 #include "io/tensor_store.h"
 #include "model/config.h"
+#include "model/mode_schedule.h"
 #include "util/status.h"
 #include "util/tensor.h"
 #include "util/threads.h"
@@ -55,9 +56,11 @@ struct ExecContext {
 
 // One sequence's part of a batched call: rows [row0, row0 + n) of the stacked [T, dim] activations,
 // at positions pos..pos+n-1 of that sequence, whose state for this layer is `state`.
+// modes: the sequence's mode schedule (Oryx layers read it; null or empty: the model's default mode).
 struct SeqSlice {
   int row0 = 0, n = 0, pos = 0;
   LayerState* state = nullptr;
+  const ModeSchedule* modes = nullptr;
 };
 
 // A token mixer (SPEC: attention, Mamba-2, Discrete Mamba-2, Mamba-3, Gated DeltaNet).

@@ -34,7 +34,8 @@ Result<std::unique_ptr<Model>> Model::FromCheckpoint(const Checkpoint& ckpt) {
     Block& b = m->blocks_[l];
     const std::string p = keys.LayerPrefix(l);
     SUBQ_ASSIGN_OR_RETURN(b.in_norm, st.Load(p + keys.in_norm, {D}));
-    const bool attn = c.layers[l].mixer == MixerKind::kAttention;
+    // Oryx layers hold the attention's q/k/v/o under its prefix, and a KV cache.
+    const bool attn = c.layers[l].mixer == MixerKind::kAttention || c.layers[l].mixer == MixerKind::kOryx;
     if (attn || !c.layers[l].attention_heads.empty()) m->has_attention_ = true;
     SUBQ_ASSIGN_OR_RETURN(b.mixer, MakeMixer(c, l, st, p + (attn ? keys.attention : keys.recurrent)));
     if (F > 0) {
@@ -143,7 +144,7 @@ Status Model::Forward(std::span<const SeqInput> batch, Workspace& ws) const {
   int row = 0;
   for (int i = 0; i < B; ++i) {
     Embed(batch[i].tokens, batch[i].n, x + static_cast<size_t>(row) * D);
-    slices[i] = SeqSlice{row, batch[i].n, batch[i].state->pos, nullptr};
+    slices[i] = SeqSlice{row, batch[i].n, batch[i].state->pos, nullptr, &batch[i].state->modes};
     row += batch[i].n;
   }
   for (int l = 0; l < cfg_.n_layers; ++l) {

@@ -53,6 +53,17 @@ std::vector<TensorSpec> MixerKindTensors(const ModelConfig& cfg, MixerKind kind)
       t.push_back({"out_proj.weight", {D, E}});
       return t;
     }
+    case MixerKind::kOryx: {  // mixers/oryx.h: the attention's q/k/v/o, then the recurrent mode's extras
+      std::vector<TensorSpec> t = MixerKindTensors(cfg, MixerKind::kAttention);
+      const int64_t H = cfg.attn.n_heads;
+      t.push_back({"oryx_a_proj.weight", {H, D}});
+      t.push_back({"oryx_dt_bias", {H}});
+      t.push_back({"oryx_A_log", {H}});
+      t.push_back({"oryx_norm.weight", {cfg.attn.head_dim}});
+      if (cfg.oryx.recurrence == "gdn") t.push_back({"oryx_b_proj.weight", {H, D}});
+      else t.push_back({"oryx_D", {H}});
+      return t;
+    }
     case MixerKind::kGatedDeltaNet: {  // SPEC 5 (fla names)
       const GatedDeltaNetConfig& g = cfg.gdn;
       const int64_t Ck = int64_t{g.n_qk_heads} * g.head_k_dim, Cv = int64_t{g.n_v_heads} * g.head_v_dim;

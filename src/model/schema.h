@@ -75,6 +75,8 @@ void VisitFields(const ModelConfig& c, V&& v) {
   v("gdn.n_qk_heads", g.n_qk_heads), v("gdn.n_v_heads", g.n_v_heads), v("gdn.head_k_dim", g.head_k_dim);
   v("gdn.head_v_dim", g.head_v_dim), v("gdn.conv_kernel", g.conv_kernel), v("gdn.chunk_size", g.chunk_size);
   v("gdn.norm_eps", g.norm_eps);
+  v("oryx.recurrence", c.oryx.recurrence), v("oryx.default_mode", c.oryx.default_mode);
+  v("oryx.chunk_size", c.oryx.chunk_size);
   v("layers.size", static_cast<int>(c.layers.size()));
   for (size_t i = 0; i < c.layers.size(); ++i) {
     const std::string p = "layers[" + std::to_string(i) + "].";
@@ -82,7 +84,7 @@ void VisitFields(const ModelConfig& c, V&& v) {
   }
 }
 // Fields VisitFields visits before the per-layer ones ("layers.size" included; schema_test pins it).
-inline constexpr int kModelConfigScalarFields = 52;
+inline constexpr int kModelConfigScalarFields = 55;
 
 // "name = value" for every field VisitFields visits (floats printed exactly, %.9g).
 std::vector<std::string> DescribeFields(const ModelConfig& c);

@@ -7,6 +7,7 @@ SequenceState SequenceState::Copy() const {
   s.pos = pos;
   s.max_context = max_context;
   s.owner = owner;
+  s.modes = modes;
   s.layers.reserve(layers.size());
   for (const auto& l : layers) s.layers.push_back(l->Clone());
   return s;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/layer.h"
+#include "model/mode_schedule.h"
 
 namespace subq {
 
@@ -19,6 +20,8 @@ class SequenceState {
   int pos = 0;               // tokens consumed so far
   int max_context = INT_MAX; // tokens it may hold (KV capacity); Forward refuses more
   const void* owner = nullptr;  // the Model it belongs to
+  // Which mode Oryx layers run at each position (model/mode_schedule.h); empty: the model's default.
+  ModeSchedule modes;
 
   SequenceState Copy() const;
   SequenceState Snapshot() const { return Copy(); }

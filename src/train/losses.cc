@@ -10,7 +10,9 @@ torch::Tensor MatrixOrientationLoss(const torch::Tensor& student_m, const torch:
 }
 
 torch::Tensor HiddenStateLoss(const torch::Tensor& student_out, const torch::Tensor& teacher_out) {
-  return (AtLeastF32(student_out) - AtLeastF32(teacher_out)).pow(2).sum(-1).sqrt().mean();  // [B, L, D] -> scalar
+  // linalg_vector_norm, not sqrt(sum of squares): its gradient at a zero residual is 0, not NaN (an Oryx
+  // layer's attention-mode rows start equal to the teacher's).
+  return at::linalg_vector_norm(AtLeastF32(student_out) - AtLeastF32(teacher_out), 2, {-1}).mean();  // [B, L, D] -> scalar
 }
 
 torch::Tensor SoftCrossEntropy(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits, double T) {

@@ -132,12 +132,20 @@ Status Validate(const Recipe& r) {
   if (r.micro_batch < 1) return Errorf("{}: 'micro_batch' must be >= 1, got {}", f, r.micro_batch);
   if (r.checkpoint_every < 0) return Errorf("{}: 'checkpoint_every' must be >= 0 (0 = no checkpoints)", f);
   const auto& s = r.student;
-  if (s.kind != "discrete_mamba2" && s.kind != "mamba2" && s.kind != "gated_deltanet" && s.kind != "mamba3")
-    return Errorf("{}: 'student.kind' must be discrete_mamba2, mamba2, gated_deltanet or mamba3, got '{}'", f,
+  if (s.kind != "discrete_mamba2" && s.kind != "mamba2" && s.kind != "gated_deltanet" && s.kind != "mamba3" &&
+      s.kind != "oryx")
+    return Errorf("{}: 'student.kind' must be discrete_mamba2, mamba2, gated_deltanet, mamba3 or oryx, got '{}'", f,
                   s.kind);
+  if (s.kind == "oryx") {  // dims are the teacher's attention
+    if (s.oryx_recurrence != "ssd" && s.oryx_recurrence != "gdn")
+      return Errorf("{}: 'student.oryx_recurrence' must be ssd or gdn, got '{}'", f, s.oryx_recurrence);
+    if (!(s.oryx_attention_fraction >= 0.0 && s.oryx_attention_fraction <= 0.5))
+      return Errorf("{}: 'student.oryx_attention_fraction' must be in [0, 0.5], got {}", f, s.oryx_attention_fraction);
+    if (!s.attention_layers.empty()) return Errorf("{}: oryx students take no 'student.attention_layers'", f);
+  }
   if (s.init != "attention" && s.init != "random")
     return Errorf("{}: 'student.init' must be attention or random, got '{}'", f, s.init);
-  if (s.n_v_heads < 1 || s.head_dim < 1 || s.d_state < 1)
+  if (s.kind != "oryx" && (s.n_v_heads < 1 || s.head_dim < 1 || s.d_state < 1))
     return Errorf("{}: 'student.n_v_heads', 'student.head_dim' and 'student.d_state' must be >= 1", f);
   if (s.kind == "discrete_mamba2" && (s.n_qk_heads < 1 || s.n_v_heads % s.n_qk_heads != 0))
     return Errorf("{}: 'student.n_qk_heads' ({}) must be >= 1 and divide n_v_heads ({})", f, s.n_qk_heads,
@@ -245,6 +253,8 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
     m.Get("chunk_size", &s.chunk_size);
     m.Get("init", &s.init);
     m.Get("attention_layers", &s.attention_layers);
+    m.Get("oryx_recurrence", &s.oryx_recurrence);
+    m.Get("oryx_attention_fraction", &s.oryx_attention_fraction);
     m.Finish();
     if (s.n_qk_heads == 0) s.n_qk_heads = s.n_v_heads;
   }

@@ -22,7 +22,7 @@ struct StageRecipe {
 };
 
 struct StudentRecipe {
-  std::string kind = "discrete_mamba2";  // discrete_mamba2 | mamba2 | gated_deltanet | mamba3 (SISO)
+  std::string kind = "discrete_mamba2";  // discrete_mamba2 | mamba2 | gated_deltanet | mamba3 (SISO) | oryx
   int n_qk_heads = 0;  // DM2: B/C heads; Mamba-2/3: unused (n_groups); Gated DeltaNet: q/k heads
   int n_v_heads = 0;   // DM2: x heads; Mamba-2: heads; Gated DeltaNet: v-heads
   int head_dim = 0;    // P; Gated DeltaNet: key head dim
@@ -32,6 +32,10 @@ struct StudentRecipe {
   int chunk_size = 64;
   std::string init = "attention";      // attention | random
   std::vector<int> attention_layers;   // hybrid: teacher attention layers kept as they are
+  // kind oryx (student_oryx.cc): the teacher's attention dims; the recurrence and the mean fraction of
+  // each training batch's tokens run in attention mode (the rest recurrent).
+  std::string oryx_recurrence = "ssd";  // ssd | gdn
+  double oryx_attention_fraction = 0.1;
 };
 
 struct DataRecipe {

@@ -85,6 +85,10 @@ Result<json> RunFingerprint(const Recipe& r, int world_size) {
                  {"decay_fraction", o.decay_fraction}, {"min_lr", o.min_lr}}},
       {"stages", {{StageName(0), StageJson(r.stages[0])}, {StageName(1), StageJson(r.stages[1])},
                   {StageName(2), StageJson(r.stages[2])}}}};
+  if (s.kind == "oryx") {  // only oryx runs carry these (other runs keep their fingerprints)
+    recipe["student"]["oryx_recurrence"] = s.oryx_recurrence;
+    recipe["student"]["oryx_attention_fraction"] = s.oryx_attention_fraction;
+  }
   SUBQ_ASSIGN_OR_RETURN(json teacher, PathIdentity(r.teacher));
   json tokenizer;
   if (!r.tokenizer.empty()) {

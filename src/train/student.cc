@@ -24,6 +24,13 @@ ModelConfig StudentConfig(const ModelConfig& t, const StudentRecipe& s) {
     kind = MixerKind::kMamba3;
     c.mamba3 = {.n_heads = s.n_v_heads, .head_dim = s.head_dim, .state_size = s.d_state, .n_groups = s.n_groups,
                 .mimo_rank = 1, .chunk_size = s.chunk_size, .rope_fraction = 0.5f, .output_norm = false};
+  } else if (s.kind == "oryx") {  // a Llama config.json plus oryx_cfg; q/k/v/o are the teacher's attention's
+    kind = MixerKind::kOryx;
+    c.family = "llama";
+    c.max_seq_len = t.max_seq_len;
+    c.attn = t.attn;
+    c.attn.rope_interleaved = false;
+    c.oryx = {.recurrence = s.oryx_recurrence, .default_mode = "recurrent", .chunk_size = s.chunk_size};
   } else if (s.kind == "gated_deltanet") {
     kind = MixerKind::kGatedDeltaNet;
     c.gdn = {.n_qk_heads = s.n_qk_heads, .n_v_heads = s.n_v_heads, .head_k_dim = s.head_dim, .head_v_dim = s.d_state,
@@ -67,11 +74,11 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
   if (static_cast<int>(s.attention_layers.size()) == c.n_layers)
     return Errorf("student.attention_layers keeps all {} layers: nothing to distill", c.n_layers);
   const int d_inner = s.n_v_heads * s.head_dim;
-  const bool gdn = s.kind == "gated_deltanet";
-  if (!gdn && d_inner % c.dim != 0)
+  const bool gdn = s.kind == "gated_deltanet", oryx = s.kind == "oryx";
+  if (!gdn && !oryx && d_inner % c.dim != 0)
     return Errorf("student d_inner = n_v_heads x head_dim = {} must be a multiple of the teacher's d_model {}",
                   d_inner, c.dim);
-  if (s.init == "attention") {
+  if (s.init == "attention" && !oryx) {
     const bool grouped = s.kind == "mamba2" || s.kind == "mamba3";
     const int qk = grouped ? s.n_groups : s.n_qk_heads;  // DM2 and Gated DeltaNet: n_qk_heads
     if (s.n_v_heads != a.n_heads || qk != a.n_heads || s.head_dim != a.head_dim || s.d_state != a.head_dim)
@@ -87,6 +94,10 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
   st->cfg = StudentConfig(c, s);
   SUBQ_ASSIGN_OR_RETURN(st->keys_, WriteKeysForFamily(st->cfg));
   const bool dm2 = s.kind == "discrete_mamba2";
+  if (oryx) {  // the mode mask the Oryx layers share (student_mixers.h)
+    st->oryx_modes = std::make_shared<OryxModes>();
+    st->oryx_modes->attention_fraction = s.oryx_attention_fraction;
+  }
   st->embed = t.embed.clone();
   st->final_norm = t.final_norm.clone();
   st->lm_head = c.tie_embeddings ? st->embed : t.lm_head.clone();
@@ -100,7 +111,9 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
     L.down = T.down.clone();
     const bool keep = std::find(s.attention_layers.begin(), s.attention_layers.end(), l) != s.attention_layers.end();
     const AttentionParams* init = s.init == "attention" ? &T.attn : nullptr;
-    if (keep) {
+    if (oryx) {
+      L.mixer = MakeOryxMixer(s, T.attn, l, st->oryx_modes);
+    } else if (keep) {
       L.mixer = MakeAttentionMixer(T.attn);
     } else if (gdn) {
       L.mixer = MakeGatedDeltaNetMixer(c.dim, s, c.norm_eps, init);
@@ -156,7 +169,8 @@ std::vector<NamedTensor> Student::Params() const {
   for (size_t l = 0; l < layers.size(); ++l) {
     const auto& L = layers[l];
     const std::string p = keys_.LayerPrefix(static_cast<int>(l));
-    const std::string& mixer = L.mixer->is_attention() ? keys_.attention : keys_.recurrent;
+    const bool attn_prefix = L.mixer->is_attention() || cfg.layers[l].mixer == MixerKind::kOryx;  // as the engine
+    const std::string& mixer = attn_prefix ? keys_.attention : keys_.recurrent;
     out.push_back({p + keys_.in_norm, L.in_norm});
     for (auto& m : L.mixer->Params()) out.push_back({p + mixer + m.name, m.t});  // names: the table (checked)
     out.push_back({p + keys_.mlp_norm, L.mlp_norm});

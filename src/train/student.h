@@ -36,6 +36,8 @@ class StudentMixer {
   int chunk = 64;  // training chunk length of the scan
 };
 
+struct OryxModes;  // student_mixers.h
+
 struct StudentLayer {
   torch::Tensor in_norm, mlp_norm, gate, up, down;
   std::unique_ptr<StudentMixer> mixer;
@@ -62,7 +64,11 @@ class Student {
 
   // Every parameter under its export name (Llamba, Mamba-2 or fla Gated DeltaNet layout); tied lm_head listed once.
   std::vector<NamedTensor> Params() const;
-  bool IsMixerParam(const std::string& name) const { return name.find("." + keys_.recurrent) != std::string::npos; }
+  // Oryx layers keep their (trained) mixer under the attention prefix, as the engine reads them.
+  bool IsMixerParam(const std::string& name) const {
+    return name.find("." + keys_.recurrent) != std::string::npos ||
+           (oryx_modes && name.find("." + keys_.attention) != std::string::npos);
+  }
   // A weight of a kept teacher attention layer (hybrids).
   bool IsKeptAttentionParam(const std::string& name) const;
   bool IsMlpParam(const std::string& name) const {
@@ -78,6 +84,8 @@ class Student {
   ModelConfig cfg;
   torch::Tensor embed, final_norm, lm_head;
   std::vector<StudentLayer> layers;
+  // kind oryx: the mode mask its layers share (student_mixers.h; set `fixed` to pick modes); else null.
+  std::shared_ptr<OryxModes> oryx_modes;
 
  private:
   FamilyKeys keys_;  // WriteKeysForFamily(cfg)

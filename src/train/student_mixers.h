@@ -5,6 +5,8 @@
 #pragma once
 #include <memory>
 
+#include <torch/torch.h>
+
 #include "train/recipe.h"
 #include "train/student.h"
 #include "train/torch_math.h"
@@ -24,6 +26,15 @@ std::unique_ptr<StudentMixer> MakeGatedDeltaNetMixer(int d_model, const StudentR
 // d_state N (multiple of 4), n_groups B/C groups. Attention init maps x/B/C/out_proj to the teacher's
 // v/k/q/o (needs n_groups = n_v_heads = teacher heads, head_dim = d_state = teacher head_dim).
 std::unique_ptr<StudentMixer> MakeMamba3Mixer(int d_model, const StudentRecipe& s, const AttentionParams* attn);
+// Oryx (student_oryx.cc, engine mixers/oryx.h): the mode mask shared by a student's Oryx layers.
+struct OryxModes {
+  double attention_fraction = 0.1;  // training: mean fraction of a batch's tokens in attention mode
+  torch::Tensor fixed;              // [L] bool (true = attention): when defined, every forward uses it
+  torch::Tensor current;            // the current batch's mask (drawn by layer 0 in training)
+};
+// The teacher's q/k/v/o (copied) plus the recurrent extras at SPEC init; recurrence s.oryx_recurrence.
+std::unique_ptr<StudentMixer> MakeOryxMixer(const StudentRecipe& s, const AttentionParams& teacher_attn, int layer,
+                                            std::shared_ptr<OryxModes> modes);
 // A kept teacher attention layer (layer hybrids): the teacher's q/k/v/o, copied.
 std::unique_ptr<StudentMixer> MakeAttentionMixer(const AttentionParams& teacher_attn);
 
