@@ -11,8 +11,6 @@ namespace subq::train {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace {
-
 // Size and CRC-32 of one file, read in blocks.
 Result<json> FileIdentity(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -46,6 +44,8 @@ Result<json> PathIdentity(const std::string& path) {
   }
   return out;
 }
+
+namespace {
 
 json StageJson(const StageRecipe& s) {
   return {{"tokens", s.tokens},       {"lr", s.lr},         {"batch_tokens", s.batch_tokens},
