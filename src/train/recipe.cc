@@ -4,6 +4,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <nlohmann/json.hpp>
+
 #include "io/token_shards.h"
 #include "train/yaml_reader.h"
 
@@ -11,6 +13,9 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <algorithm>
+#include <cmath>
+#include <tuple>
 #include <sstream>
 
 namespace subq::train {
@@ -115,6 +120,46 @@ Status Validate(const Recipe& r) {
   return Status::Ok();
 }
 
+// student.keep_heads: a `subq heads` ranking file -> its first keep_top_k (or keep_fraction of all)
+// heads; an explicit list stays as given. Range checks against the teacher happen in Student::FromTeacher.
+Status ResolveKeptHeads(Recipe* r) {
+  auto& s = r->student;
+  const std::string& f = r->path;
+  if (s.keep_top_k < 0) return Errorf("{}: 'student.keep_top_k' must be >= 0", f);
+  if (!(s.keep_fraction >= 0 && s.keep_fraction <= 1)) return Errorf("{}: 'student.keep_fraction' must be in [0, 1]", f);
+  if (s.keep_heads_file.empty()) {
+    if ((s.keep_top_k > 0 || s.keep_fraction > 0) && s.kept_heads.empty())
+      return Errorf("{}: 'student.keep_top_k' / 'keep_fraction' need 'student.keep_heads: heads.json'", f);
+    return Status::Ok();
+  }
+  if ((s.keep_top_k > 0) == (s.keep_fraction > 0))
+    return Errorf("{}: 'student.keep_heads: {}' needs exactly one of 'keep_top_k' or 'keep_fraction'", f,
+                  s.keep_heads_file);
+  std::ifstream in(s.keep_heads_file);
+  if (!in) return Errorf("{}: student.keep_heads '{}' cannot be opened", f, s.keep_heads_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("heads") || !j["heads"].is_array())
+    return Errorf("{}: '{}' is not a `subq heads` ranking (a JSON object with a \"heads\" list)", f,
+                  s.keep_heads_file);
+  std::vector<std::tuple<int, int, int>> ranked;  // (rank, layer, head)
+  for (const auto& h : j["heads"]) {
+    if (!h.is_object() || !h.contains("layer") || !h.contains("head") || !h.contains("rank") ||
+        !h["layer"].is_number_integer() || !h["head"].is_number_integer() || !h["rank"].is_number_integer())
+      return Errorf("{}: '{}': every heads entry needs integer layer, head and rank", f, s.keep_heads_file);
+    ranked.emplace_back(h["rank"].get<int>(), h["layer"].get<int>(), h["head"].get<int>());
+  }
+  std::sort(ranked.begin(), ranked.end());
+  const size_t k = s.keep_top_k > 0 ? static_cast<size_t>(s.keep_top_k)
+                                     : static_cast<size_t>(std::lround(s.keep_fraction * ranked.size()));
+  if (k < 1 || k > ranked.size())
+    return Errorf("{}: keeping {} heads of the {} ranked in '{}'", f, k, ranked.size(), s.keep_heads_file);
+  s.kept_heads.clear();
+  for (size_t i = 0; i < k; ++i) s.kept_heads.emplace_back(std::get<1>(ranked[i]), std::get<2>(ranked[i]));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, const std::string& base_dir,
@@ -154,6 +199,27 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
     m.Get("chunk_size", &s.chunk_size);
     m.Get("init", &s.init);
     m.Get("attention_layers", &s.attention_layers);
+    if (const YAML::Node kh = m.Sub("keep_heads"); kh && !kh.IsNull()) {
+      if (kh.IsScalar()) {
+        s.keep_heads_file = kh.as<std::string>();
+      } else if (kh.IsSequence()) {
+        for (const auto& e : kh) {
+          if (!e.IsSequence() || e.size() != 2) {
+            m.Fail("'student.keep_heads' must be a heads.json path or a list of [layer, head] pairs");
+            break;
+          }
+          try {
+            s.kept_heads.emplace_back(e[0].as<int>(), e[1].as<int>());
+          } catch (const YAML::Exception&) {
+            m.Fail(fmt::format("'student.keep_heads' has a bad pair {}", YAML::Dump(e)));
+          }
+        }
+      } else {
+        m.Fail("'student.keep_heads' must be a heads.json path or a list of [layer, head] pairs");
+      }
+    }
+    m.Get("keep_top_k", &s.keep_top_k);
+    m.Get("keep_fraction", &s.keep_fraction);
     m.Finish();
     if (s.n_qk_heads == 0) s.n_qk_heads = s.n_v_heads;
   }
@@ -203,6 +269,8 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
   r.tokenizer = ExpandPath(r.tokenizer, base_dir);
   for (auto& p : r.data.files) p = ExpandPath(p, base_dir);
   r.data.shards = ExpandPath(r.data.shards, base_dir);
+  r.student.keep_heads_file = ExpandPath(r.student.keep_heads_file, base_dir);
+  SUBQ_RETURN_IF_ERROR(ResolveKeptHeads(&r));
   SUBQ_RETURN_IF_ERROR(Validate(r));
   return r;
 }

@@ -68,12 +68,18 @@ class MapReader {
   std::set<std::string> seen_;
 };
 
+// ${SUBQ_DATA} is the env var, else <base_dir>/../../shared/data; any other ${NAME} must be set in the
+// environment (e.g. ${SUBQ_PROBES}, the folder of generated probe JSONL). Relative paths are relative to base_dir.
 inline std::string ExpandPath(std::string p, const std::string& base_dir) {
-  const std::string var = "${SUBQ_DATA}";
-  if (auto pos = p.find(var); pos != std::string::npos) {
-    const char* env = std::getenv("SUBQ_DATA");
-    std::string data = env ? env : (std::filesystem::path(base_dir) / ".." / ".." / "shared" / "data").string();
-    p.replace(pos, var.size(), data);
+  for (size_t pos; (pos = p.find("${")) != std::string::npos;) {
+    const size_t end = p.find('}', pos);
+    if (end == std::string::npos) break;
+    const std::string name = p.substr(pos + 2, end - pos - 2);
+    const char* env = std::getenv(name.c_str());
+    std::string value = env ? env : "";
+    if (!env && name == "SUBQ_DATA") value = (std::filesystem::path(base_dir) / ".." / ".." / "shared" / "data").string();
+    if (!env && name != "SUBQ_DATA") value = "<" + name + " is not set>";
+    p.replace(pos, end - pos + 1, value);
   }
   if (p.empty()) return p;
   std::filesystem::path fp(p);
