@@ -29,7 +29,8 @@ def probes(tmp_path_factory, subq_bin):
     return p
 
 
-def write_recipe(path, data_dir, corpus, probes, model=None, extra=""):
+def write_recipe(path, data_dir, corpus, probes, model=None, train="{tokens: 10240, lr: 3.0e-3, batch_tokens: 512}",
+                 extra=""):
     model = model or (f"{{tokenizer: {data_dir}/stories260K/tok512.bin, dim: 32, hidden_dim: 64, n_layers: 2, "
                       "n_heads: 4, n_kv_heads: 2, max_seq_len: 128}")
     path.write_text(f"""
@@ -43,7 +44,7 @@ data:
     - {{text: {corpus}, weight: 0.6}}
     - {{probe: {probes}, weight: 0.4}}
   eval_tokens: 2048
-train: {{tokens: 10240, lr: 3.0e-3, batch_tokens: 512}}
+train: {train}
 {extra}""")
     return path
 
@@ -87,7 +88,7 @@ def test_scratch_training_learns_and_exports_a_llama(subq_bin, data_dir, corpus,
 def test_finetune_from_stories260k_keeps_the_teacher(subq_bin, data_dir, corpus, probes, tmp_path):
     out = tmp_path / "ft"
     recipe = write_recipe(tmp_path / "ft.yaml", data_dir, corpus, probes, model=f"{{from: {data_dir}/stories260K/hf}}",
-                          extra="train: {tokens: 1024, lr: 1.0e-4, batch_tokens: 512}")
+                          train="{tokens: 1024, lr: 1.0e-4, batch_tokens: 512}")
     run_subq(subq_bin, "train", "--recipe", recipe, "--out", out, "--threads", "2")
     summary = json.loads((out / "summary.json").read_text())
     # stories260K's held-out TinyStories perplexity is ~4-6; two small steps must not wreck it.
