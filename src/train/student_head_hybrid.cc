@@ -45,7 +45,13 @@ torch::Tensor KeptHeads::ReplaceMatrices(const torch::Tensor& M, const torch::Te
   for (size_t i = 0; i < heads.size(); ++i) {
     const int64_t h = heads[i];
     if (h < h0 || h >= h0 + nh) continue;
-    auto p = AttentionProbs(attn, u, static_cast<int64_t>(i), 1);  // [B, 1, L, L]
+    // No gradient: the kept heads' matrices equal the teacher's, so their Frobenius loss is exactly 0 (whose
+    // sqrt has no derivative); stage 1 trains only the recurrent heads.
+    torch::Tensor p;
+    {
+      torch::NoGradGuard ng;
+      p = AttentionProbs(attn, u, static_cast<int64_t>(i), 1);  // [B, 1, L, L]
+    }
     out = out.index_copy(1, torch::tensor({h - h0}, torch::kInt64).to(M.device()), p.to(M.scalar_type()));
   }
   return out;
