@@ -28,7 +28,8 @@ void AddTrainCommand(CLI::App& app) {
       ExitCode() = 1;
       return;
     }
-    std::printf("held-out perplexity: %.4f (%lld tokens)\n", r->held_out_ppl, static_cast<long long>(r->eval_tokens));
+    std::printf("held-out perplexity: %.4f (%lld tokens, window %d)\n", r->held_out_ppl,
+                static_cast<long long>(r->eval_tokens), r->window);
     std::printf("trained %lld steps, %lld params, %.1f s training; exported to %s (%.1f s)\n",
                 static_cast<long long>(r->steps), static_cast<long long>(r->params), r->train_seconds,
                 o->out_dir.c_str(), r->seconds);

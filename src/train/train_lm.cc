@@ -24,6 +24,7 @@
 #include "train/data.h"
 #include "train/distill.h"
 #include "train/export.h"
+#include "train/heldout.h"
 #include "train/optimizer.h"
 #include "train/run_dir.h"
 #include "train/run_fingerprint.h"
@@ -483,7 +484,6 @@ Result<TrainResult> RunTrainImpl(const TrainOptions& o) {
     SUBQ_RETURN_IF_ERROR(CopyTokenizer(r.model.from, r.model.tokenizer, mc.vocab_size, o.out_dir));
     std::vector<std::string> written;
     SUBQ_RETURN_IF_ERROR(WriteLlamaTokenizerConfig(o.out_dir, mc.max_seq_len, &written));
-    SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "held_out.txt").string(), mix.held_out_text));
   }
   TrainResult res;
   {
@@ -496,16 +496,31 @@ Result<TrainResult> RunTrainImpl(const TrainOptions& o) {
     std::memcpy(t.ptr(), lg.data_ptr<float>(), t.numel() * sizeof(float));
     SUBQ_RETURN_IF_ERROR(WriteNpy(t, (out / "probe_logits.npy").string()));
     SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "probe_ids.txt").string(), fmt::format("{}\n", fmt::join(probe, ","))));
-    auto pp = Perplexity([&](const torch::Tensor& x) { return LmLogits(*model, x); }, mix.held_out, r.seq_len,
-                         r.eval_tokens, std::max(1, r.micro_batch), dev);
-    res.held_out_ppl = pp.ppl;
+  }
+  {
+    torch::NoGradGuard ng;
+    // Held-out perplexity as the engine defines it (train/heldout.h): `subq eval --model OUT --text
+    // OUT/held_out.txt --window W` prints the same number (W = min(512, seq_len), the training context).
+    std::string sep = "<|endoftext|>";
+    for (const auto& s : r.sources)
+      if (!s.text.empty()) {
+        sep = s.separator;
+        break;
+      }
+    SUBQ_ASSIGN_OR_RETURN(const HeldOutSet held, WriteHeldOut(mix.held_out_text, sep, *tok, r.eval_tokens, r.seq_len,
+                                                              (out / "held_out.txt").string()));
+    auto src = TorchLogits([&](const torch::Tensor& x) { return LmLogits(*model, x); }, mc.vocab_size, mc.max_seq_len,
+                           true, dev);
+    SUBQ_ASSIGN_OR_RETURN(const PerplexityResult pp, subq::Perplexity(*src, held.tokens, held.window, held.stride));
+    res.held_out_ppl = pp.perplexity;
     res.eval_tokens = pp.tokens;
+    res.window = held.window;
   }
   res.steps = pr.step;
   res.params = n_params;
   res.train_seconds = pr.train_seconds;
   res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  json summary = {{"held_out_ppl", res.held_out_ppl}, {"eval_tokens", res.eval_tokens}, {"steps", res.steps},
+  json summary = {{"held_out_ppl", res.held_out_ppl}, {"eval_tokens", res.eval_tokens}, {"window", res.window}, {"steps", res.steps},
                   {"params", res.params}, {"train_seconds", res.train_seconds}, {"seconds", res.seconds},
                   {"recipe", r.path}, {"device", o.device}, {"threads", torch::get_num_threads()}};
   SUBQ_RETURN_IF_ERROR(WriteFileAtomically((out / "summary.json").string(), summary.dump(2) + "\n"));

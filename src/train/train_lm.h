@@ -63,6 +63,7 @@ struct TrainOptions {
 struct TrainResult {
   double held_out_ppl = 0;
   int64_t eval_tokens = 0, steps = 0, params = 0;
+  int window = 0;  // perplexity window (stride window / 2)
   double seconds = 0, train_seconds = 0;
 };
 
