@@ -21,6 +21,7 @@ void AddConvertCommand(CLI::App& app);
 void AddDataCommand(CLI::App& app);
 #ifdef SUBQ_HAVE_TORCH
 void AddDistillCommand(CLI::App& app);
+void AddTrainCommand(CLI::App& app);
 #endif
 
 }  // namespace subq

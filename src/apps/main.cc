@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   subq::AddDataCommand(app);
 #ifdef SUBQ_HAVE_TORCH
   subq::AddDistillCommand(app);
+  subq::AddTrainCommand(app);
 #endif
   try {
     app.parse(argc, argv);

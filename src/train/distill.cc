@@ -684,7 +684,7 @@ Result<DistillResult> RunDistillRank(const DistillOptions& o) {
                    r.data.eval_tokens, tc.max_seq_len, (out / "held_out.txt").string()));
   DistillResult res;
   {
-    const bool hybrid = !r.student.attention_layers.empty();
+    const bool hybrid = !r.student.attention_layers.empty() || !r.student.kept_heads.empty();
     auto ts = TorchLogits([&](const torch::Tensor& x) { return teacher->Forward(x); }, tc.vocab_size, tc.max_seq_len,
                           true, dev);
     auto ss = TorchLogits([&](const torch::Tensor& x) { return student->Logits(x); }, tc.vocab_size,

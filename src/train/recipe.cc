@@ -4,110 +4,24 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <nlohmann/json.hpp>
+
 #include "io/token_shards.h"
+#include "train/yaml_reader.h"
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <algorithm>
+#include <cmath>
+#include <tuple>
 #include <sstream>
 
 namespace subq::train {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Reads the keys of one YAML map, remembering which were consumed so leftovers can be reported.
-class MapReader {
- public:
-  MapReader(const YAML::Node& node, std::string where, std::string* err) : node_(node), where_(std::move(where)), err_(err) {
-    if (node_ && !node_.IsNull() && !node_.IsMap()) Fail(fmt::format("'{}' must be a map", where_));
-  }
-  std::string Key(const char* k) const { return where_.empty() ? k : where_ + "." + k; }
-
-  template <typename T>
-  void Get(const char* key, T* out) {
-    seen_.insert(key);
-    if (!ok() || !node_ || !node_.IsMap() || !node_[key]) return;
-    const YAML::Node v = node_[key];
-    try {
-      if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-        out->clear();
-        if (v.IsScalar()) out->push_back(v.as<std::string>());
-        else for (const auto& e : v) out->push_back(e.as<std::string>());
-      } else if constexpr (std::is_same_v<T, std::vector<int>>) {
-        out->clear();
-        for (const auto& e : v) out->push_back(e.as<int>());
-      } else {
-        if (!v.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "not a scalar");
-        *out = v.as<T>();
-      }
-    } catch (const YAML::Exception&) {
-      Fail(fmt::format("'{}' has a bad value '{}'", Key(key), YAML::Dump(v)));
-    }
-  }
-  YAML::Node Sub(const char* key) {
-    seen_.insert(key);
-    return node_ && node_.IsMap() ? node_[key] : YAML::Node();
-  }
-  void Finish() {
-    if (!ok() || !node_ || !node_.IsMap()) return;
-    for (const auto& kv : node_) {
-      const std::string k = kv.first.as<std::string>();
-      if (!seen_.count(k)) return Fail(fmt::format("unknown key '{}'", Key(k.c_str())));
-    }
-  }
-  void Fail(const std::string& m) {
-    if (err_->empty()) *err_ = m;
-  }
-  bool ok() const { return err_->empty(); }
-
- private:
-  YAML::Node node_;
-  std::string where_;
-  std::string* err_;
-  std::set<std::string> seen_;
-};
-
-std::string ExpandPath(std::string p, const std::string& base_dir) {
-  const std::string var = "${SUBQ_DATA}";
-  if (auto pos = p.find(var); pos != std::string::npos) {
-    const char* env = std::getenv("SUBQ_DATA");
-    std::string data = env ? env : (fs::path(base_dir) / ".." / ".." / "shared" / "data").string();
-    p.replace(pos, var.size(), data);
-  }
-  if (p.empty()) return p;
-  fs::path fp(p);
-  if (fp.is_relative()) fp = fs::path(base_dir) / fp;
-  return fp.lexically_normal().string();
-}
-
-// Sets node[a][b][c] = value for a dotted key (creating maps on the way).
-Status ApplyOverride(YAML::Node root, const std::string& kv) {
-  const auto eq = kv.find('=');
-  if (eq == std::string::npos || eq == 0) return Errorf("override '{}' is not key=value", kv);
-  const std::string key = kv.substr(0, eq);
-  YAML::Node value;
-  try {
-    value = YAML::Load(kv.substr(eq + 1));
-  } catch (const YAML::Exception& e) {
-    return Errorf("override '{}': bad YAML value ({})", kv, e.what());
-  }
-  std::vector<std::string> parts;
-  std::stringstream ss(key);
-  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
-  std::vector<YAML::Node> chain{root};
-  for (size_t i = 0; i + 1 < parts.size(); ++i) {
-    YAML::Node next = chain.back()[parts[i]];
-    if (!next.IsDefined() || next.IsNull()) {
-      chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
-      next = chain.back()[parts[i]];
-    }
-    chain.push_back(next);
-  }
-  chain.back()[parts.back()] = value;
-  return Status::Ok();
-}
 
 void ReadStage(MapReader& parent, const char* name, StageRecipe* st, std::string* err) {
   MapReader m(parent.Sub(name), parent.Key(name), err);
@@ -214,6 +128,46 @@ Status Validate(const Recipe& r) {
   return Status::Ok();
 }
 
+// student.keep_heads: a `subq heads` ranking file -> its first keep_top_k (or keep_fraction of all)
+// heads; an explicit list stays as given. Range checks against the teacher happen in Student::FromTeacher.
+Status ResolveKeptHeads(Recipe* r) {
+  auto& s = r->student;
+  const std::string& f = r->path;
+  if (s.keep_top_k < 0) return Errorf("{}: 'student.keep_top_k' must be >= 0", f);
+  if (!(s.keep_fraction >= 0 && s.keep_fraction <= 1)) return Errorf("{}: 'student.keep_fraction' must be in [0, 1]", f);
+  if (s.keep_heads_file.empty()) {
+    if ((s.keep_top_k > 0 || s.keep_fraction > 0) && s.kept_heads.empty())
+      return Errorf("{}: 'student.keep_top_k' / 'keep_fraction' need 'student.keep_heads: heads.json'", f);
+    return Status::Ok();
+  }
+  if ((s.keep_top_k > 0) == (s.keep_fraction > 0))
+    return Errorf("{}: 'student.keep_heads: {}' needs exactly one of 'keep_top_k' or 'keep_fraction'", f,
+                  s.keep_heads_file);
+  std::ifstream in(s.keep_heads_file);
+  if (!in) return Errorf("{}: student.keep_heads '{}' cannot be opened", f, s.keep_heads_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("heads") || !j["heads"].is_array())
+    return Errorf("{}: '{}' is not a `subq heads` ranking (a JSON object with a \"heads\" list)", f,
+                  s.keep_heads_file);
+  std::vector<std::tuple<int, int, int>> ranked;  // (rank, layer, head)
+  for (const auto& h : j["heads"]) {
+    if (!h.is_object() || !h.contains("layer") || !h.contains("head") || !h.contains("rank") ||
+        !h["layer"].is_number_integer() || !h["head"].is_number_integer() || !h["rank"].is_number_integer())
+      return Errorf("{}: '{}': every heads entry needs integer layer, head and rank", f, s.keep_heads_file);
+    ranked.emplace_back(h["rank"].get<int>(), h["layer"].get<int>(), h["head"].get<int>());
+  }
+  std::sort(ranked.begin(), ranked.end());
+  const size_t k = s.keep_top_k > 0 ? static_cast<size_t>(s.keep_top_k)
+                                     : static_cast<size_t>(std::lround(s.keep_fraction * ranked.size()));
+  if (k < 1 || k > ranked.size())
+    return Errorf("{}: keeping {} heads of the {} ranked in '{}'", f, k, ranked.size(), s.keep_heads_file);
+  s.kept_heads.clear();
+  for (size_t i = 0; i < k; ++i) s.kept_heads.emplace_back(std::get<1>(ranked[i]), std::get<2>(ranked[i]));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, const std::string& base_dir,
@@ -255,6 +209,27 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
     m.Get("attention_layers", &s.attention_layers);
     m.Get("oryx_recurrence", &s.oryx_recurrence);
     m.Get("oryx_attention_fraction", &s.oryx_attention_fraction);
+    if (const YAML::Node kh = m.Sub("keep_heads"); kh && !kh.IsNull()) {
+      if (kh.IsScalar()) {
+        s.keep_heads_file = kh.as<std::string>();
+      } else if (kh.IsSequence()) {
+        for (const auto& e : kh) {
+          if (!e.IsSequence() || e.size() != 2) {
+            m.Fail("'student.keep_heads' must be a heads.json path or a list of [layer, head] pairs");
+            break;
+          }
+          try {
+            s.kept_heads.emplace_back(e[0].as<int>(), e[1].as<int>());
+          } catch (const YAML::Exception&) {
+            m.Fail(fmt::format("'student.keep_heads' has a bad pair {}", YAML::Dump(e)));
+          }
+        }
+      } else {
+        m.Fail("'student.keep_heads' must be a heads.json path or a list of [layer, head] pairs");
+      }
+    }
+    m.Get("keep_top_k", &s.keep_top_k);
+    m.Get("keep_fraction", &s.keep_fraction);
     m.Finish();
     if (s.n_qk_heads == 0) s.n_qk_heads = s.n_v_heads;
   }
@@ -304,6 +279,8 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
   r.tokenizer = ExpandPath(r.tokenizer, base_dir);
   for (auto& p : r.data.files) p = ExpandPath(p, base_dir);
   r.data.shards = ExpandPath(r.data.shards, base_dir);
+  r.student.keep_heads_file = ExpandPath(r.student.keep_heads_file, base_dir);
+  SUBQ_RETURN_IF_ERROR(ResolveKeptHeads(&r));
   SUBQ_RETURN_IF_ERROR(Validate(r));
   return r;
 }

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "util/status.h"
@@ -36,6 +37,14 @@ struct StudentRecipe {
   // each training batch's tokens run in attention mode (the rest recurrent).
   std::string oryx_recurrence = "ssd";  // ssd | gdn
   double oryx_attention_fraction = 0.1;
+  // Head hybrid (discrete_mamba2 only): teacher attention heads kept as softmax attention inside the
+  // student's layers (the engine's head-level hybrid, mixers/head_hybrid.h). `keep_heads` is either the
+  // file `subq heads --out` writes (ranked; the first keep_top_k heads, or keep_fraction of all heads,
+  // are kept) or an explicit list of [layer, head] pairs. Resolved into kept_heads at load.
+  std::string keep_heads_file;
+  int keep_top_k = 0;
+  double keep_fraction = 0;
+  std::vector<std::pair<int, int>> kept_heads;  // (layer, head), in keep order
 };
 
 struct DataRecipe {

@@ -11,8 +11,6 @@ namespace subq::train {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace {
-
 // Size and CRC-32 of one file, read in blocks.
 Result<json> FileIdentity(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -47,6 +45,8 @@ Result<json> PathIdentity(const std::string& path) {
   return out;
 }
 
+namespace {
+
 json StageJson(const StageRecipe& s) {
   return {{"tokens", s.tokens},       {"lr", s.lr},         {"batch_tokens", s.batch_tokens},
           {"train_mlp", s.train_mlp}, {"freeze_mlp", s.freeze_mlp}, {"temperature", s.temperature}};
@@ -74,7 +74,7 @@ Result<json> RunFingerprint(const Recipe& r, int world_size) {
       {"student", {{"kind", s.kind}, {"n_qk_heads", s.n_qk_heads}, {"n_v_heads", s.n_v_heads},
                    {"head_dim", s.head_dim}, {"d_state", s.d_state}, {"n_groups", s.n_groups},
                    {"conv_kernel", s.conv_kernel}, {"chunk_size", s.chunk_size}, {"init", s.init},
-                   {"attention_layers", s.attention_layers}}},
+                   {"attention_layers", s.attention_layers}, {"kept_heads", s.kept_heads}}},
       {"data", {{"separator", d.separator}, {"held_out_fraction", d.held_out_fraction},
                 {"eval_tokens", d.eval_tokens}, {"teacher_samples", d.teacher_samples},
                 {"sample_temperature", d.sample_temperature}, {"shards", d.shards}}},

@@ -13,6 +13,9 @@
 
 namespace subq::train {
 
+// Size and CRC-32 of a file, or of every regular file of a folder (sorted by name).
+Result<nlohmann::json> PathIdentity(const std::string& path);
+
 // Reads every file it names (the teacher folder's files, the corpora) to checksum them.
 Result<nlohmann::json> RunFingerprint(const Recipe& r, int world_size);
 

@@ -42,7 +42,9 @@ ModelConfig StudentConfig(const ModelConfig& t, const StudentRecipe& s) {
   c.layers.assign(c.n_layers, LayerConfig{kind, {}});
   for (int l : s.attention_layers)
     if (l >= 0 && l < c.n_layers) c.layers[l].mixer = MixerKind::kAttention;
-  if (!s.attention_layers.empty()) {
+  for (const auto& [l, h] : s.kept_heads)  // head hybrid: kept heads in keep order (= weight-row order)
+    if (l >= 0 && l < c.n_layers) c.layers[l].attention_heads.push_back(h);
+  if (!s.attention_layers.empty() || !s.kept_heads.empty()) {
     c.attn = t.attn;
     c.attn.rope_interleaved = false;  // the teacher's q/k rows are rotate-half once loaded
     if (s.kind == "gated_deltanet") c.max_seq_len = t.max_seq_len;  // fla: max_position_embeddings bounds RoPE
@@ -73,6 +75,22 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
       return Errorf("student.attention_layers: layer {} is out of range (teacher has {} layers)", l, c.n_layers);
   if (static_cast<int>(s.attention_layers.size()) == c.n_layers)
     return Errorf("student.attention_layers keeps all {} layers: nothing to distill", c.n_layers);
+  std::vector<std::vector<int>> kept(c.n_layers);  // head hybrid: kept heads per layer
+  for (const auto& [l, h] : s.kept_heads) {
+    if (s.kind != "discrete_mamba2")
+      return Errorf("student.keep_heads: head hybrids need student.kind discrete_mamba2 (got {})", s.kind);
+    if (l < 0 || l >= c.n_layers) return Errorf("student.keep_heads: layer {} is out of range (0..{})", l, c.n_layers - 1);
+    if (h < 0 || h >= a.n_heads || h >= s.n_v_heads)
+      return Errorf("student.keep_heads: head {} of layer {} is out of range (teacher {} heads, student {})", h, l,
+                    a.n_heads, s.n_v_heads);
+    if (std::count(s.attention_layers.begin(), s.attention_layers.end(), l))
+      return Errorf("student.keep_heads: layer {} is already a kept attention layer", l);
+    if (std::count(kept[l].begin(), kept[l].end(), h)) return Errorf("student.keep_heads: [{}, {}] is listed twice", l, h);
+    if (s.head_dim != a.head_dim)
+      return Errorf("student.keep_heads: kept heads need head_dim = the teacher's head dim {} (got {})", a.head_dim,
+                    s.head_dim);
+    kept[l].push_back(h);
+  }
   const int d_inner = s.n_v_heads * s.head_dim;
   const bool gdn = s.kind == "gated_deltanet", oryx = s.kind == "oryx";
   if (!gdn && !oryx && d_inner % c.dim != 0)
@@ -120,7 +138,7 @@ Result<std::unique_ptr<Student>> Student::FromTeacher(const Teacher& t, const St
     } else if (s.kind == "mamba3") {
       L.mixer = MakeMamba3Mixer(c.dim, s, init);
     } else if (dm2) {
-      L.mixer = MakeDm2Mixer(c.dim, s, init);
+      L.mixer = MakeDm2Mixer(c.dim, s, init, &T.attn, kept[l]);
     } else {
       L.mixer = MakeMamba2Mixer(c.dim, s, c.norm_eps, init);
     }

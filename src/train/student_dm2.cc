@@ -1,5 +1,6 @@
 // Discrete Mamba-2 student mixer (SPEC 3, Llamba layout) (student_mixers.h). Shapes: B batch, L tokens, D d_model.
 #include <cmath>
+#include <optional>
 
 #include "train/init.h"
 #include "train/student_mixers.h"
@@ -56,6 +57,7 @@ class Dm2Mixer : public StudentMixer {
     const int64_t B = u.size(0), L = u.size(1);
     Proj p = Project(u);
     auto y = SsdChunked(p.x, p.loga, p.Bm, p.Cm, chunk) + p.x * Dp.view({1, 1, nv_, 1});  // [B, L, nv, P]
+    if (kept) y = kept->Replace(y, u);  // head hybrid: kept heads' attention replaces their SSM output
     y = y.reshape({B, L, d_inner()}) * torch::silu(p.z + z_bias);
     return torch::linear(y, out_proj);  // [B, L, D]
   }
@@ -63,21 +65,30 @@ class Dm2Mixer : public StudentMixer {
     const int64_t B = u.size(0), L = u.size(1);
     Proj p = Project(u);
     auto M = SsdMatrix(p.loga, p.Bm, p.Cm);                                       // [B, nv, L, L]
-    return M + torch::diag_embed(Dp.view({1, nv_, 1}).expand({B, nv_, L}));       // D on the diagonal
+    M = M + torch::diag_embed(Dp.view({1, nv_, 1}).expand({B, nv_, L}));          // D on the diagonal
+    return kept ? kept->ReplaceMatrices(M, u, 0, nv_) : M;
   }
   torch::Tensor Materialize(const torch::Tensor& u, int64_t h0, int64_t nh) const override {
     const int64_t B = u.size(0), L = u.size(1);
     Proj p = Project(u);
     auto M = SsdMatrix(p.loga.narrow(2, h0, nh), p.Bm.narrow(2, h0, nh), p.Cm.narrow(2, h0, nh));  // [B, nh, L, L]
-    return M + torch::diag_embed(Dp.narrow(0, h0, nh).view({1, nh, 1}).expand({B, nh, L}));
+    M = M + torch::diag_embed(Dp.narrow(0, h0, nh).view({1, nh, 1}).expand({B, nh, L}));
+    return kept ? kept->ReplaceMatrices(M, u, h0, nh) : M;
   }
   std::vector<NamedTensor> Params() const override {
-    return {{"in_proj.weight", in_proj}, {"z_bias", z_bias},  {"conv1d.weight", conv_w},
-            {"conv1d.bias", conv_b},     {"D", Dp},           {"out_proj.weight", out_proj}};
+    std::vector<NamedTensor> p{{"in_proj.weight", in_proj}, {"z_bias", z_bias},  {"conv1d.weight", conv_w},
+                               {"conv1d.bias", conv_b},     {"D", Dp},           {"out_proj.weight", out_proj}};
+    if (kept)
+      for (auto& k : kept->Params()) p.push_back(k);
+    return p;
+  }
+  void MoveBuffers(const torch::Device& d) override {
+    if (kept) kept->MoveBuffers(d);
   }
   int num_heads() const override { return nv_; }
 
   torch::Tensor in_proj, z_bias, conv_w, conv_b, Dp, out_proj;
+  std::optional<KeptHeads> kept;  // head hybrid
 
  private:
   int D_, nqk_, nv_, P_, N_, K_;
@@ -85,9 +96,11 @@ class Dm2Mixer : public StudentMixer {
 
 }  // namespace
 
-std::unique_ptr<StudentMixer> MakeDm2Mixer(int d_model, const StudentRecipe& s, const AttentionParams* attn) {
+std::unique_ptr<StudentMixer> MakeDm2Mixer(int d_model, const StudentRecipe& s, const AttentionParams* attn,
+                                           const AttentionParams* teacher_attn, std::vector<int> kept) {
   auto m = std::make_unique<Dm2Mixer>(d_model, s);
   if (attn) m->InitFromAttention(*attn);
+  if (!kept.empty() && teacher_attn) m->kept = KeptHeads::FromTeacher(*teacher_attn, std::move(kept));
   return m;
 }
 

@@ -4,6 +4,7 @@
 // with the math of the engine's mixer of the same kind so an exported student runs there unchanged.
 #pragma once
 #include <memory>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -13,8 +14,26 @@
 
 namespace subq::train {
 
-// Discrete Mamba-2 (SPEC 3, Llamba layout).
-std::unique_ptr<StudentMixer> MakeDm2Mixer(int d_model, const StudentRecipe& s, const AttentionParams* attn = nullptr);
+// The kept softmax-attention heads of a head-hybrid layer (student_head_hybrid.cc): teacher q/k/v rows of
+// the kept heads, combined as the engine's head hybrid does (each replaces its v-head's SSM output).
+struct KeptHeads {
+  std::vector<int> heads;  // kept v-heads, in weight-row order
+  torch::Tensor idx;       // the same as an index tensor
+  AttentionParams attn;    // n_kept heads (no GQA), o = identity (not a parameter)
+  static KeptHeads FromTeacher(const AttentionParams& teacher, std::vector<int> heads);
+  torch::Tensor Forward(const torch::Tensor& u) const;                             // [B, L, D] -> [B, L, n, P]
+  torch::Tensor Replace(const torch::Tensor& y, const torch::Tensor& u) const;     // y [B, L, nv, P] with kept heads
+  // Mixing matrices of heads [h0, h0 + nh) [B, nh, L, L] with the kept heads' attention probabilities.
+  torch::Tensor ReplaceMatrices(const torch::Tensor& M, const torch::Tensor& u, int64_t h0, int64_t nh) const;
+  std::vector<NamedTensor> Params() const;  // attn_{q,k,v}_proj.weight (engine names, mixer prefix)
+  void MoveBuffers(const torch::Device& d);
+};
+
+// Discrete Mamba-2 (SPEC 3, Llamba layout). With `kept` heads (and the teacher's attention of this
+// layer), a head hybrid: those heads run as softmax attention (KeptHeads).
+std::unique_ptr<StudentMixer> MakeDm2Mixer(int d_model, const StudentRecipe& s, const AttentionParams* attn = nullptr,
+                                           const AttentionParams* teacher_attn = nullptr,
+                                           std::vector<int> kept = {});
 // Mamba-2 (SPEC 2, HF layout; gated norm per group). `eps` is the gated norm epsilon.
 std::unique_ptr<StudentMixer> MakeMamba2Mixer(int d_model, const StudentRecipe& s, double eps,
                                               const AttentionParams* attn);

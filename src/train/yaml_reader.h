@@ -1,0 +1,117 @@
+// Reading recipe YAML with every key checked (shared by the distill recipe, train/recipe.h, and the
+// LM training recipe, train/train_lm.h): a map reader that reports unknown keys and bad values by
+// dotted key, ${SUBQ_DATA} path expansion, and "dotted.key=value" overrides. Header-only so the recipe
+// fuzzer builds without extra sources. No torch here.
+#pragma once
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace subq::train {
+
+// Reads the keys of one YAML map, remembering which were consumed so leftovers can be reported.
+class MapReader {
+ public:
+  MapReader(const YAML::Node& node, std::string where, std::string* err) : node_(node), where_(std::move(where)), err_(err) {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) Fail(fmt::format("'{}' must be a map", where_));
+  }
+  std::string Key(const char* k) const { return where_.empty() ? k : where_ + "." + k; }
+
+  template <typename T>
+  void Get(const char* key, T* out) {
+    seen_.insert(key);
+    if (!ok() || !node_ || !node_.IsMap() || !node_[key]) return;
+    const YAML::Node v = node_[key];
+    try {
+      if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+        out->clear();
+        if (v.IsScalar()) out->push_back(v.as<std::string>());
+        else for (const auto& e : v) out->push_back(e.as<std::string>());
+      } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+        out->clear();
+        for (const auto& e : v) out->push_back(e.as<int>());
+      } else {
+        if (!v.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "not a scalar");
+        *out = v.as<T>();
+      }
+    } catch (const YAML::Exception&) {
+      Fail(fmt::format("'{}' has a bad value '{}'", Key(key), YAML::Dump(v)));
+    }
+  }
+  YAML::Node Sub(const char* key) {
+    seen_.insert(key);
+    return node_ && node_.IsMap() ? node_[key] : YAML::Node();
+  }
+  void Finish() {
+    if (!ok() || !node_ || !node_.IsMap()) return;
+    for (const auto& kv : node_) {
+      const std::string k = kv.first.as<std::string>();
+      if (!seen_.count(k)) return Fail(fmt::format("unknown key '{}'", Key(k.c_str())));
+    }
+  }
+  void Fail(const std::string& m) {
+    if (err_->empty()) *err_ = m;
+  }
+  bool ok() const { return err_->empty(); }
+
+ private:
+  YAML::Node node_;
+  std::string where_;
+  std::string* err_;
+  std::set<std::string> seen_;
+};
+
+// ${SUBQ_DATA} is the env var, else <base_dir>/../../shared/data; any other ${NAME} must be set in the
+// environment (e.g. ${SUBQ_PROBES}, the folder of generated probe JSONL). Relative paths are relative to base_dir.
+inline std::string ExpandPath(std::string p, const std::string& base_dir) {
+  for (size_t pos; (pos = p.find("${")) != std::string::npos;) {
+    const size_t end = p.find('}', pos);
+    if (end == std::string::npos) break;
+    const std::string name = p.substr(pos + 2, end - pos - 2);
+    const char* env = std::getenv(name.c_str());
+    std::string value = env ? env : "";
+    if (!env && name == "SUBQ_DATA") value = (std::filesystem::path(base_dir) / ".." / ".." / "shared" / "data").string();
+    if (!env && name != "SUBQ_DATA") value = "<" + name + " is not set>";
+    p.replace(pos, end - pos + 1, value);
+  }
+  if (p.empty()) return p;
+  std::filesystem::path fp(p);
+  if (fp.is_relative()) fp = std::filesystem::path(base_dir) / fp;
+  return fp.lexically_normal().string();
+}
+
+// Sets node[a][b][c] = value for a dotted key (creating maps on the way).
+inline Status ApplyOverride(YAML::Node root, const std::string& kv) {
+  const auto eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0) return Errorf("override '{}' is not key=value", kv);
+  const std::string key = kv.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(kv.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    return Errorf("override '{}': bad YAML value ({})", kv, e.what());
+  }
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node next = chain.back()[parts[i]];
+    if (!next.IsDefined() || next.IsNull()) {
+      chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      next = chain.back()[parts[i]];
+    }
+    chain.push_back(next);
+  }
+  chain.back()[parts.back()] = value;
+  return Status::Ok();
+}
+
+}  // namespace subq::train
