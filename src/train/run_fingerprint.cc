@@ -85,6 +85,9 @@ Result<json> RunFingerprint(const Recipe& r, int world_size) {
                  {"decay_fraction", o.decay_fraction}, {"min_lr", o.min_lr}}},
       {"stages", {{StageName(0), StageJson(r.stages[0])}, {StageName(1), StageJson(r.stages[1])},
                   {StageName(2), StageJson(r.stages[2])}}}};
+  if (s.kind == "mamba3")  // only for mamba3, so other kinds keep their fingerprints
+    recipe["student"].update(
+        {{"mimo_rank", s.mimo_rank}, {"outproj_norm", s.outproj_norm}, {"rope_fraction", s.rope_fraction}});
   SUBQ_ASSIGN_OR_RETURN(json teacher, PathIdentity(r.teacher));
   json tokenizer;
   if (!r.tokenizer.empty()) {
