@@ -3,7 +3,7 @@
 # at the Mamba-3 state of the recipes (d_state 8, attention init) and at half (d_state 4, random init):
 # distill, then engine perplexity on the distill held-out split (tail documents), parity/modular probes,
 # state bytes (subq bench). Writes bench/results/mamba3-students.{json,md} (via bench/mamba3_students.py).
-# Usage: SUBQ_DATA=../shared/data bench/mamba3_students.sh [runs_dir] [stage2_tokens] [stage3_tokens]
+# Usage: [NAMES="dm2 m3-siso ..."] [STEM=results-file-stem] bench/mamba3_students.sh [runs_dir] [stage2_tokens] [stage3_tokens]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBQ=${SUBQ:-build/subq}
@@ -39,4 +39,4 @@ for n in teacher $NAMES; do
   [ -f "$r/bench.json" ] || nice -n 5 "$SUBQ" bench --model "$m" --threads 1 --prompt-lengths 16 --batch 1 --gen 4 \
       --json "$r/bench.json" > /dev/null
 done
-python3 bench/mamba3_students.py "$RUNS" "$S2" "$S3"
+python3 bench/mamba3_students.py "$RUNS" "$S2" "$S3" "${STEM:-mamba3-students}"
