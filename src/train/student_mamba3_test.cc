@@ -129,7 +129,7 @@ TEST(Mamba3Student, ChunkedMatchesTokenRecurrence) {
   }
 }
 
-// Materialize(u) applied to x == the rank-summed pre-gate output without the D skip: exact for SISO and
+// Materialize(u) applied to x == the rank-summed pre-gate output (D skip included): exact for SISO and
 // for MIMO when mimo_x / mimo_o are constant along the head dim (the definition in student_mamba3.h).
 TEST(Mamba3Student, MaterializeAppliedToXIsPreGateOutput) {
   const int D = 16;
