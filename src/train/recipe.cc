@@ -73,8 +73,19 @@ Status Validate(const Recipe& r) {
       return Errorf("{}: gated_deltanet 'student.d_state' (value head dim {}) / head_dim ({}) must be exact in f32",
                     f, s.d_state, s.head_dim);
   }
-  if (s.kind == "mamba3" && s.d_state % 4 != 0)  // rope_fraction 0.5: d_state / 4 rotary angles
-    return Errorf("{}: mamba3 'student.d_state' ({}) must be a multiple of 4", f, s.d_state);
+  if (s.kind == "mamba3") {
+    if (s.rope_fraction != 0.5 && s.rope_fraction != 1.0)
+      return Errorf("{}: mamba3 'student.rope_fraction' must be 0.5 or 1.0, got {}", f, s.rope_fraction);
+    if (s.rope_fraction == 0.5 && s.d_state % 4 != 0)  // d_state / 4 rotary angles
+      return Errorf("{}: mamba3 'student.d_state' ({}) must be a multiple of 4 (rope_fraction 0.5)", f, s.d_state);
+    if (s.rope_fraction == 1.0 && s.d_state % 2 != 0)  // d_state / 2 rotary angles
+      return Errorf("{}: mamba3 'student.d_state' ({}) must be even (rope_fraction 1.0)", f, s.d_state);
+    if (s.mimo_rank < 1 || s.mimo_rank > 64)
+      return Errorf("{}: mamba3 'student.mimo_rank' must be in [1, 64] (1 = SISO), got {}", f, s.mimo_rank);
+  } else if (s.mimo_rank != 1 || s.outproj_norm || s.rope_fraction != 0.5) {
+    return Errorf("{}: 'student.mimo_rank', 'student.outproj_norm' and 'student.rope_fraction' are mamba3 options "
+                  "(student.kind is '{}')", f, s.kind);
+  }
   if ((s.kind == "mamba2" || s.kind == "mamba3") && (s.n_groups < 1 || s.n_v_heads % s.n_groups != 0))
     return Errorf("{}: 'student.n_groups' ({}) must divide n_v_heads ({})", f, s.n_groups, s.n_v_heads);
   if (s.conv_kernel < 1 || s.conv_kernel > 16) return Errorf("{}: 'student.conv_kernel' must be in [1, 16]", f);
@@ -230,6 +241,9 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
     }
     m.Get("keep_top_k", &s.keep_top_k);
     m.Get("keep_fraction", &s.keep_fraction);
+    m.Get("mimo_rank", &s.mimo_rank);
+    m.Get("outproj_norm", &s.outproj_norm);
+    m.Get("rope_fraction", &s.rope_fraction);
     m.Finish();
     if (s.n_qk_heads == 0) s.n_qk_heads = s.n_v_heads;
   }

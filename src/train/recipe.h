@@ -23,7 +23,7 @@ struct StageRecipe {
 };
 
 struct StudentRecipe {
-  std::string kind = "discrete_mamba2";  // discrete_mamba2 | mamba2 | gated_deltanet | mamba3 (SISO) | oryx
+  std::string kind = "discrete_mamba2";  // discrete_mamba2 | mamba2 | gated_deltanet | mamba3 | oryx
   int n_qk_heads = 0;  // DM2: B/C heads; Mamba-2/3: unused (n_groups); Gated DeltaNet: q/k heads
   int n_v_heads = 0;   // DM2: x heads; Mamba-2: heads; Gated DeltaNet: v-heads
   int head_dim = 0;    // P; Gated DeltaNet: key head dim
@@ -45,6 +45,9 @@ struct StudentRecipe {
   int keep_top_k = 0;
   double keep_fraction = 0;
   std::vector<std::pair<int, int>> kept_heads;  // (layer, head), in keep order
+  int mimo_rank = 1;                   // mamba3: 1 = SISO, R > 1 = MIMO rank R (SPEC 4)
+  bool outproj_norm = false;           // mamba3: RMSNorm per head before the gate (is_outproj_norm)
+  double rope_fraction = 0.5;          // mamba3: rotary angles = d_state * rope_fraction / 2 (0.5 or 1.0)
 };
 
 struct DataRecipe {

@@ -89,6 +89,9 @@ Result<json> RunFingerprint(const Recipe& r, int world_size) {
     recipe["student"]["oryx_recurrence"] = s.oryx_recurrence;
     recipe["student"]["oryx_attention_fraction"] = s.oryx_attention_fraction;
   }
+  if (s.kind == "mamba3")  // only for mamba3, so other kinds keep their fingerprints
+    recipe["student"].update(
+        {{"mimo_rank", s.mimo_rank}, {"outproj_norm", s.outproj_norm}, {"rope_fraction", s.rope_fraction}});
   SUBQ_ASSIGN_OR_RETURN(json teacher, PathIdentity(r.teacher));
   json tokenizer;
   if (!r.tokenizer.empty()) {

@@ -23,7 +23,8 @@ ModelConfig StudentConfig(const ModelConfig& t, const StudentRecipe& s) {
   } else if (s.kind == "mamba3") {
     kind = MixerKind::kMamba3;
     c.mamba3 = {.n_heads = s.n_v_heads, .head_dim = s.head_dim, .state_size = s.d_state, .n_groups = s.n_groups,
-                .mimo_rank = 1, .chunk_size = s.chunk_size, .rope_fraction = 0.5f, .output_norm = false};
+                .mimo_rank = s.mimo_rank, .chunk_size = s.chunk_size,
+                .rope_fraction = static_cast<float>(s.rope_fraction), .output_norm = s.outproj_norm};
   } else if (s.kind == "oryx") {  // a Llama config.json plus oryx_cfg; q/k/v/o are the teacher's attention's
     kind = MixerKind::kOryx;
     c.family = "llama";

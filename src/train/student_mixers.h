@@ -41,8 +41,8 @@ std::unique_ptr<StudentMixer> MakeMamba2Mixer(int d_model, const StudentRecipe& 
 // (head_v_dim); conv_kernel short convs; GQA k/v rows repeated on attention init. `eps` is the o_norm epsilon.
 std::unique_ptr<StudentMixer> MakeGatedDeltaNetMixer(int d_model, const StudentRecipe& s, double eps,
                                                      const AttentionParams* attn);
-// Mamba-3 SISO (SPEC 4, mamba_ssm names, rope_fraction 0.5, no output norm): n_v_heads heads of head_dim,
-// d_state N (multiple of 4), n_groups B/C groups. Attention init maps x/B/C/out_proj to the teacher's
+// Mamba-3 (SPEC 4, mamba_ssm names; student_mamba3.h): SISO or MIMO rank mimo_rank, optional output norm,
+// rope_fraction 0.5 / 1.0; n_v_heads heads of head_dim, d_state N, n_groups B/C groups. Attention init maps x/B/C/out_proj to the teacher's
 // v/k/q/o (needs n_groups = n_v_heads = teacher heads, head_dim = d_state = teacher head_dim).
 std::unique_ptr<StudentMixer> MakeMamba3Mixer(int d_model, const StudentRecipe& s, const AttentionParams* attn);
 // Oryx (student_oryx.cc, engine mixers/oryx.h): the mode mask shared by a student's Oryx layers.
