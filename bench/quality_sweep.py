@@ -56,6 +56,27 @@ def parse_row(spec):
     return name, sets
 
 
+def table(logs):
+    """Markdown rows of every JSONL log given: name, stage tokens, ratios, ppl, wall, load."""
+    lines = ["| row | overrides | tokens (2 / 3) | eval teacher ppl | eval student ppl | eval ratio | trainer ratio "
+             "| wall s | load 1-min before/after |", "|---|---|---|---|---|---|---|---|---|"]
+    for path in logs:
+        for l in pathlib.Path(path).read_text().splitlines():
+            r = json.loads(l)
+            sets = ", ".join(f"{k}={v}" for k, v in r["sets"].items() if not k.endswith(".tokens"))
+            st = r["stage_tokens"]
+            toks = " / ".join(f"{st[k] / 1e6:.2f}M" for k in STAGES[1:])
+            if st["matrix_orientation"]:
+                toks = f"{st['matrix_orientation'] / 1e6:.2f}M + " + toks
+            if "error" in r:
+                lines.append(f"| {r['name']} | {sets} | {toks} | error: {r['error']} | | | | | |")
+                continue
+            lines.append(f"| {r['name']} | {sets or '-'} | {toks} | {r['eval_teacher_ppl']:.3f} | "
+                         f"{r['eval_student_ppl']:.3f} | {r['eval_ratio']:.4f} | {r['trainer_ratio']:.4f} | "
+                         f"{r['wall_s']:.0f} | {r['load_before'][0]:.1f} / {r['load_after'][0]:.1f} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="recipes/stories260k-llamba.yaml")
@@ -66,7 +87,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--row", action="append", default=[], help="NAME:KEY=VALUE,... (repeatable)")
+    ap.add_argument("--table", nargs="*", help="print a markdown table of these JSONL logs and exit")
     args = ap.parse_args()
+    if args.table is not None:
+        print(table(args.table))
+        return
 
     data = os.environ.get("SUBQ_DATA", str(pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     os.environ["SUBQ_DATA"] = data
