@@ -3,7 +3,7 @@
 # item 4). Three steps, the middle one on the GPU machine:
 #
 #   bench/gpu/distill_1b.sh stage [DEV]        (CPU machine) build subq; gather into DEV (default
-#        /work/main/.dev-gpu1b) the binary, the shared libraries it needs beyond glibc/libstdc++ and the
+#        <repo>/.dev-gpu1b) the binary, the shared libraries it needs beyond glibc/libstdc++ and the
 #        torch wheel, these scripts, the recipe, stories260K's tokenizer, TinyStories shards made with
 #        `subq data prepare`, and mamba_ssm's Triton SSD sources (from the mamba-ssm sdist on PyPI).
 #   bash DEV/bench/gpu/distill_1b.sh run DEV OUT   (GPU machine, repo root) make a random
@@ -17,7 +17,7 @@
 # Environment: SHAPE=tiny DEVICE=cpu runs the same pipeline at toy size on a CPU (tests); MAMBA_SDIST_DIR
 # (where the sdist is cached; "none" = no mamba sources, the baseline then runs its torch SSD); BUILD=0 (stage
 # takes the binary as built, no cmake); SUBQ_BUILD (build),
-# SUBQ_DATA (../shared/data), PYTHON (python3), WORK (scratch on the run machine, /tmp/distill-1b),
+# SUBQ_DATA (../shared/data), PYTHON (python3), WORK (scratch on the run machine, $TMPDIR/distill-1b),
 # T_TEACHER / T_SUBQ / T_TORCH (per-step time limits in seconds on the run machine).
 set -uo pipefail
 
@@ -33,7 +33,7 @@ die() { echo "distill_1b.sh: $*" >&2; exit 1; }
 stage() {
   set -e
   local root; root="$(cd "$HERE/../.." && pwd)"
-  local dev="${1:-/work/main/.dev-gpu1b}" build="${SUBQ_BUILD:-$root/build}" data="${SUBQ_DATA:-$root/../shared/data}"
+  local dev="${1:-$root/.dev-gpu1b}" build="${SUBQ_BUILD:-$root/build}" data="${SUBQ_DATA:-$root/../shared/data}"
   [[ "${BUILD:-1}" == 0 ]] || nice -n 5 cmake --build "$build" --target subq -j2
   rm -rf "$dev" && mkdir -p "$dev/lib" "$dev/bench/gpu" "$dev/recipes" "$dev/data/stories260K" "$dev/mamba_src"
   cp "$build/subq" "$dev/"
@@ -59,7 +59,7 @@ run() {
   local dev out work
   dev="$(cd "${1:?run DEV OUT}" && pwd)"; out="${2:?run DEV OUT}"
   mkdir -p "$out" && out="$(cd "$out" && pwd)"
-  work="${WORK:-/tmp/distill-1b}"
+  work="${WORK:-${TMPDIR:-/tmp}/distill-1b}"
   rm -rf "$work" && mkdir -p "$work"
   export PYTHONUNBUFFERED=1 SUBQ_DATA="$dev/data"
   local site nvlibs

@@ -5,7 +5,7 @@
 # run killed (SIGKILL) mid stage 3 and resumed on the same world size.
 #
 #   bench/gpu/distill_scaling.sh stage [DEV]     (CPU machine) what distill_1b.sh stage gathers (binary, libraries,
-#        recipe, tokenizer, shards) into DEV (default /work/main/.dev-scaling), with these scripts.
+#        recipe, tokenizer, shards) into DEV (default <repo>/.dev-scaling), with these scripts.
 #   bash DEV/bench/gpu/distill_scaling.sh run DEV OUT   (GPU machine, repo root) WORLDS (default 1,2,4, cut to the
 #        GPUs present) runs, each under gpu_monitor.py (peak memory of every GPU), the final weights of every
 #        world size compared with world size 1, and the kill/resume check at the largest world size.
@@ -30,7 +30,7 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 die() { echo "distill_scaling.sh: $*" >&2; exit 1; }
 
 stage() {
-  local dev="${1:-/work/main/.dev-scaling}"
+  local dev="${1:-$(cd "$HERE/../.." && pwd)/.dev-scaling}"
   bash "$HERE/distill_1b.sh" stage "$dev" || die "staging failed"
   cp "$HERE"/{distill_scaling.sh,distill_scaling_report.py,compare_weights.py} "$dev/bench/gpu/"
 }
@@ -46,7 +46,7 @@ distill() {
 run() {
   dev="$(cd "${1:?run DEV OUT}" && pwd)"; local out="${2:?run DEV OUT}"
   mkdir -p "$out" && out="$(cd "$out" && pwd)"
-  local work="${WORK:-/tmp/distill-scaling}" res
+  local work="${WORK:-${TMPDIR:-/tmp}/distill-scaling}" res
   rm -rf "$work" && mkdir -p "$work/res"
   res="$work/res"
   export PYTHONUNBUFFERED=1 SUBQ_DATA="$dev/data"

@@ -6,6 +6,7 @@
 # lacks), py/ (mamba_ssm's Triton sources under a stub package, fla wheels), data/ (real models, as
 # ../shared/data). STAGES (default tests,kernels,decode,cli) picks the parts. Results go to $OUT (or ./out).
 set -uo pipefail
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/subq-bench.XXXXXX")"; SITE="$SCRATCH/site"  # wheels and archive scratch
 cd "$(dirname "$0")"
 OUT=${OUT:-$PWD/out}
 STAGES=${STAGES:-tests,kernels,profile,decode,cli}
@@ -19,8 +20,8 @@ if has tests; then
   LD_LIBRARY_PATH=$LIBS ./subq_cuda_tests 2>&1 | tee "$OUT/cuda_tests.log" | grep -E '^\[  (PASSED|FAILED|SKIPPED)|^\[==========\]|FAILED|Failure' | tail -40
 fi
 if has kernels; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site py/*.whl 2>&1 | tail -2
-  export PYTHONPATH="$PWD/py:/tmp/site"
+  python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" py/*.whl 2>&1 | tail -2
+  export PYTHONPATH="$PWD/py:$SITE"
   PYTHONUNBUFFERED=1 python3 baselines.py --subq-bench ./bench_cuda_kernels --out "$OUT" ${KERNEL_ARGS:-} 2>&1 |
     grep -v Warning | tee "$OUT/kernels.log"
 fi
@@ -42,4 +43,4 @@ if has cli && [ -x ./subq.bin ]; then
   ./cli_gpu.sh "$OUT" 2>&1 | tee "$OUT/cli.log"
 fi
 # Everything in one archive (the machine returns at most 8 files).
-(cd "$OUT" && tar czf /tmp/results.tgz . && find . -mindepth 1 -delete && mv /tmp/results.tgz .)
+(cd "$OUT" && tar czf "$SCRATCH/results.tgz" . && find . -mindepth 1 -delete && mv "$SCRATCH/results.tgz" .)

@@ -7,6 +7,7 @@
 # the fla wheels and stub_mamba_ssm's package, baselines.py); results in $OUT as one results.tgz.
 # This is how the tensor-core SSD versions in NOTES.md were measured (cuda-kernels-ssd-versions-h200.json).
 set -uo pipefail
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/subq-bench.XXXXXX")"; SITE="$SCRATCH/site"  # wheels and archive scratch
 cd "$(dirname "$0")"
 OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
 LIBS="$PWD/lib:/usr/local/cuda/lib64"
@@ -24,12 +25,12 @@ done
 echo "CHOSEN $best" | tee "$OUT/chosen.txt"
 [ -n "$best" ] || exit 1
 LD_LIBRARY_PATH=$LIBS timeout 200 ./$best/subq_cuda_tests 2>&1 | tee "$OUT/cuda-tests-h200.log" | grep -E '^\[  (PASSED|FAILED|SKIPPED)|^\[==========\]|Failure|abort' | tail -30
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site py/*.whl 2>&1 | tail -2
-export PYTHONPATH="$PWD/py:/tmp/site"
+python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" py/*.whl 2>&1 | tail -2
+export PYTHONPATH="$PWD/py:$SITE"
 PYTHONUNBUFFERED=1 timeout 300 python3 baselines.py --subq-bench ./$best/bench_cuda_kernels --out "$OUT" 2>&1 | grep -v Warning | tee "$OUT/kernels.log"
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 LD_LIBRARY_PATH=$LIBS timeout 150 "$NCU" --clock-control none --kernel-name-base demangled -k "regex:Chunk|StatePass" -c 4 \
   --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats --section ComputeWorkloadAnalysis \
   ./$best/bench_cuda_kernels --ssd-lengths 32768 --gdn-lengths 256 --batches 1 > "$OUT/ncu.txt" 2>&1
 grep -E '^  [A-Za-z_].*\(|Duration|Compute \(SM\) Throughput|DRAM Throughput|Executed Ipc A|Issue Slots Busy|Achieved Occupancy|Registers Per' "$OUT/ncu.txt" | head -60
-(cd "$OUT" && tar czf /tmp/results.tgz . && find . -mindepth 1 -delete && mv /tmp/results.tgz .)
+(cd "$OUT" && tar czf "$SCRATCH/results.tgz" . && find . -mindepth 1 -delete && mv "$SCRATCH/results.tgz" .)
