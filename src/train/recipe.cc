@@ -106,12 +106,7 @@ Status Validate(const Recipe& r) {
   if (d.eval_tokens < 1) return Errorf("{}: 'data.eval_tokens' must be >= 1", f);
   if (d.teacher_samples < 0) return Errorf("{}: 'data.teacher_samples' must be >= 0", f);
   if (!(d.sample_temperature > 0)) return Errorf("{}: 'data.sample_temperature' must be > 0", f);
-  const auto& o = r.optim;
-  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
-    return Errorf("{}: 'optim.beta1/beta2' must be in [0, 1)", f);
-  if (o.weight_decay < 0 || o.grad_clip < 0 || !(o.eps > 0)) return Errorf("{}: bad 'optim' values", f);
-  if (o.warmup_fraction < 0 || o.decay_fraction < 0 || o.warmup_fraction + o.decay_fraction > 1)
-    return Errorf("{}: 'optim.warmup_fraction' + 'optim.decay_fraction' must be in [0, 1]", f);
+  SUBQ_RETURN_IF_ERROR(ValidateOptim(r.optim, f));
   const auto& c = r.compute;
   if (c.dtype != "f32" && c.dtype != "bf16") return Errorf("{}: 'compute.dtype' must be f32 or bf16, got '{}'", f, c.dtype);
   if (c.stage1_head_chunk < 0) return Errorf("{}: 'compute.stage1_head_chunk' must be >= 0", f);
@@ -183,17 +178,7 @@ Status ResolveKeptHeads(Recipe* r) {
 
 Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, const std::string& base_dir,
                            const std::vector<std::string>& overrides) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml);
-  } catch (const YAML::Exception& e) {
-    return Errorf("{}: not valid YAML: {}", origin, e.what());
-  }
-  if (!root.IsMap()) return Errorf("{}: a recipe must be a YAML map", origin);
-  for (const auto& o : overrides) {
-    Status st = ApplyOverride(root, o);
-    if (!st.ok()) return Errorf("{}: {}", origin, st.message());
-  }
+  SUBQ_ASSIGN_OR_RETURN(YAML::Node root, LoadRecipeYaml(yaml, origin, overrides));
   Recipe r;
   r.path = origin;
   std::string err;
@@ -259,19 +244,7 @@ Result<Recipe> ParseRecipe(const std::string& yaml, const std::string& origin, c
     m.Get("sample_temperature", &d.sample_temperature);
     m.Finish();
   }
-  {
-    MapReader m(top.Sub("optim"), "optim", &err);
-    auto& o = r.optim;
-    m.Get("beta1", &o.beta1);
-    m.Get("beta2", &o.beta2);
-    m.Get("weight_decay", &o.weight_decay);
-    m.Get("eps", &o.eps);
-    m.Get("grad_clip", &o.grad_clip);
-    m.Get("warmup_fraction", &o.warmup_fraction);
-    m.Get("decay_fraction", &o.decay_fraction);
-    m.Get("min_lr", &o.min_lr);
-    m.Finish();
-  }
+  ReadOptimSection(top, &err, &r.optim);
   {
     MapReader m(top.Sub("compute"), "compute", &err);
     auto& c = r.compute;

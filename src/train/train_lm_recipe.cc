@@ -60,9 +60,7 @@ Status ValidateLm(const LmRecipe& r) {
     return Errorf("{}: sequences per step ({}) must be a multiple of micro_batch {}", f, t.batch_tokens / r.seq_len,
                   r.micro_batch);
   if (t.tokens < t.batch_tokens) return Errorf("{}: 'train.tokens' is below one batch ({})", f, t.batch_tokens);
-  const auto& o = r.optim;
-  if (o.warmup_fraction < 0 || o.decay_fraction < 0 || o.warmup_fraction + o.decay_fraction > 1)
-    return Errorf("{}: optim warmup_fraction + decay_fraction must be in [0, 1]", f);
+  SUBQ_RETURN_IF_ERROR(ValidateOptim(r.optim, f));
   return Status::Ok();
 }
 
@@ -70,17 +68,7 @@ Status ValidateLm(const LmRecipe& r) {
 
 Result<LmRecipe> ParseLmRecipe(const std::string& yaml, const std::string& origin, const std::string& base_dir,
                                const std::vector<std::string>& overrides) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml);
-  } catch (const YAML::Exception& e) {
-    return Errorf("{}: not valid YAML: {}", origin, e.what());
-  }
-  if (!root.IsMap()) return Errorf("{}: a recipe must be a YAML map", origin);
-  for (const auto& o : overrides) {
-    Status st = ApplyOverride(root, o);
-    if (!st.ok()) return Errorf("{}: {}", origin, st.message());
-  }
+  SUBQ_ASSIGN_OR_RETURN(YAML::Node root, LoadRecipeYaml(yaml, origin, overrides));
   LmRecipe r;
   r.path = origin;
   std::string err;
@@ -136,19 +124,7 @@ Result<LmRecipe> ParseLmRecipe(const std::string& yaml, const std::string& origi
     m.Get("batch_tokens", &r.train.batch_tokens);
     m.Finish();
   }
-  {
-    MapReader m(top.Sub("optim"), "optim", &err);
-    auto& o = r.optim;
-    m.Get("beta1", &o.beta1);
-    m.Get("beta2", &o.beta2);
-    m.Get("weight_decay", &o.weight_decay);
-    m.Get("eps", &o.eps);
-    m.Get("grad_clip", &o.grad_clip);
-    m.Get("warmup_fraction", &o.warmup_fraction);
-    m.Get("decay_fraction", &o.decay_fraction);
-    m.Get("min_lr", &o.min_lr);
-    m.Finish();
-  }
+  ReadOptimSection(top, &err, &r.optim);
   top.Finish();
   if (!err.empty()) return Errorf("{}: {}", origin, err);
   r.model.from = ExpandPath(r.model.from, base_dir);

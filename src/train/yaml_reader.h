@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "train/recipe.h"
 #include "util/status.h"
 
 namespace subq::train {
@@ -111,6 +112,46 @@ inline Status ApplyOverride(YAML::Node root, const std::string& kv) {
     chain.push_back(next);
   }
   chain.back()[parts.back()] = value;
+  return Status::Ok();
+}
+
+// Parses a recipe's YAML text (a map) and applies the --set overrides: the start of every recipe reader.
+inline Result<YAML::Node> LoadRecipeYaml(const std::string& yaml, const std::string& origin,
+                                         const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    return Errorf("{}: not valid YAML: {}", origin, e.what());
+  }
+  if (!root.IsMap()) return Errorf("{}: a recipe must be a YAML map", origin);
+  for (const auto& o : overrides) {
+    Status st = ApplyOverride(root, o);
+    if (!st.ok()) return Errorf("{}: {}", origin, st.message());
+  }
+  return root;
+}
+
+// The `optim` section (AdamW + warmup-stable-decay), shared by distill and train recipes.
+inline void ReadOptimSection(MapReader& top, std::string* err, OptimRecipe* o) {
+  MapReader m(top.Sub("optim"), "optim", err);
+  m.Get("beta1", &o->beta1);
+  m.Get("beta2", &o->beta2);
+  m.Get("weight_decay", &o->weight_decay);
+  m.Get("eps", &o->eps);
+  m.Get("grad_clip", &o->grad_clip);
+  m.Get("warmup_fraction", &o->warmup_fraction);
+  m.Get("decay_fraction", &o->decay_fraction);
+  m.Get("min_lr", &o->min_lr);
+  m.Finish();
+}
+
+inline Status ValidateOptim(const OptimRecipe& o, const std::string& f) {
+  if (!(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1))
+    return Errorf("{}: 'optim.beta1/beta2' must be in [0, 1)", f);
+  if (o.weight_decay < 0 || o.grad_clip < 0 || !(o.eps > 0)) return Errorf("{}: bad 'optim' values", f);
+  if (o.warmup_fraction < 0 || o.decay_fraction < 0 || o.warmup_fraction + o.decay_fraction > 1)
+    return Errorf("{}: 'optim.warmup_fraction' + 'optim.decay_fraction' must be in [0, 1]", f);
   return Status::Ok();
 }
 
