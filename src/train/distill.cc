@@ -50,11 +50,6 @@ double WsdLr(int64_t step, int64_t steps, double peak, double warmup_fraction, d
   return peak;
 }
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// Exception texts of libtorch span several lines (and a backtrace); errors are one line.
 std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
 
 std::string Hms(double s) {
@@ -63,6 +58,10 @@ std::string Hms(double s) {
   return t >= 3600 ? fmt::format("{}:{:02d}:{:02d}", t / 3600, (t / 60) % 60, t % 60)
                    : fmt::format("{}:{:02d}", t / 60, t % 60);
 }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
 
 // Where a run stands: the next optimiser step of `stage` (0-based) and the data position.
 struct Progress {
@@ -454,22 +453,12 @@ Status Trainer::Run(Progress pr) {
     // Only this stage's parameters get gradients; the optimiser restarts per stage.
     const auto trainable = Trainable(s);
     for (const auto& p : student_.Params()) p.t.set_requires_grad(false);
-    std::vector<torch::Tensor> decay, no_decay, all;
+    std::vector<torch::Tensor> all;
     for (const auto& p : trainable) {
       p.t.set_requires_grad(true);
-      (p.t.dim() >= 2 ? decay : no_decay).push_back(p.t);
       all.push_back(p.t);
     }
-    auto opts = torch::optim::AdamWOptions(st.lr)
-                    .betas({r_.optim.beta1, r_.optim.beta2})
-                    .eps(r_.optim.eps)
-                    .weight_decay(r_.optim.weight_decay);
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts));
-    auto nd = opts;
-    nd.weight_decay(0.0);
-    groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(nd));
-    FusedAdamW opt(std::move(groups), opts);
+    FusedAdamW opt(AdamWGroups(all, st.lr, r_.optim), AdamWDefaults(st.lr, r_.optim));
     if (pr.step > 0) {  // resuming inside this stage
       SUBQ_RETURN_IF_ERROR(LoadCheckpoint(ck_.resume_bytes, ck_.resume_path, ck_.resume_manifest, student_, &pr, &opt));
     }

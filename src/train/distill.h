@@ -42,6 +42,10 @@ Status RunDistillLocalRanks(const DistillOptions& opts);
 // Warmup-stable-decay learning rate of optimiser step `step` (0-based) of `steps`: linear warmup over
 // ceil(warmup_fraction * steps) steps, flat at `peak`, then linear decay to min_lr over the last
 // ceil(decay_fraction * steps) steps (the last step uses min_lr).
+// Exception texts of libtorch span several lines (and a backtrace); errors are one line.
+std::string FirstLine(const std::string& s);
+// Seconds as h:mm:ss or m:ss for ETAs ("--:--" when unknown).
+std::string Hms(double seconds);
 double WsdLr(int64_t step, int64_t steps, double peak, double warmup_fraction, double decay_fraction,
              double min_lr);
 

@@ -52,4 +52,21 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
   return loss;
 }
 
+torch::optim::AdamWOptions AdamWDefaults(double lr, const OptimRecipe& o) {
+  return torch::optim::AdamWOptions(lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay);
+}
+
+std::vector<torch::optim::OptimizerParamGroup> AdamWGroups(const std::vector<torch::Tensor>& params, double lr,
+                                                           const OptimRecipe& o) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& t : params) (t.dim() >= 2 ? decay : no_decay).push_back(t);
+  const auto opts = AdamWDefaults(lr, o);
+  auto nd = opts;
+  nd.weight_decay(0.0);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts));
+  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(nd));
+  return groups;
+}
+
 }  // namespace subq::train

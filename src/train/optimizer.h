@@ -7,6 +7,8 @@
 
 #include <vector>
 
+#include "train/recipe.h"
+
 namespace subq::train {
 
 class FusedAdamW : public torch::optim::AdamW {
@@ -15,5 +17,11 @@ class FusedAdamW : public torch::optim::AdamW {
                       torch::optim::AdamWOptions defaults = {});
   torch::Tensor step(LossClosure closure = nullptr) override;
 };
+
+// AdamW options of the recipe at learning rate `lr`, and the two parameter groups every trainer uses:
+// matrices (dim >= 2) decayed by o.weight_decay, vectors (norms, biases, per-head scalars) not.
+torch::optim::AdamWOptions AdamWDefaults(double lr, const OptimRecipe& o);
+std::vector<torch::optim::OptimizerParamGroup> AdamWGroups(const std::vector<torch::Tensor>& params, double lr,
+                                                           const OptimRecipe& o);
 
 }  // namespace subq::train

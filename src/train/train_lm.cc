@@ -40,15 +40,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
-
-std::string Hms(double s) {
-  if (!std::isfinite(s) || s < 0) return "--:--";
-  const int64_t t = static_cast<int64_t>(s + 0.5);
-  return t >= 3600 ? fmt::format("{}:{:02d}:{:02d}", t / 3600, (t / 60) % 60, t % 60)
-                   : fmt::format("{}:{:02d}", t / 60, t % 60);
-}
-
 // A Llama of the recipe's shape with GPT-2 style init: N(0, std) weights, output projections (o, down)
 // scaled by 1/sqrt(2 n_layers), unit norms. Seeded by torch's generator.
 std::unique_ptr<Teacher> ScratchLlama(const LmModelRecipe& m, const Tokenizer& tok) {
@@ -351,24 +342,14 @@ Result<TrainResult> RunTrainImpl(const TrainOptions& o) {
 
   model->To(dev);
   const auto params = LmParams(*model);
-  std::vector<torch::Tensor> decay, no_decay, all;
+  std::vector<torch::Tensor> all;
   int64_t n_params = 0;
   for (const auto& p : params) {
     p.t.set_requires_grad(true);
-    (p.t.dim() >= 2 ? decay : no_decay).push_back(p.t);
     all.push_back(p.t);
     n_params += p.t.numel();
   }
-  auto opts = torch::optim::AdamWOptions(r.train.lr)
-                  .betas({r.optim.beta1, r.optim.beta2})
-                  .eps(r.optim.eps)
-                  .weight_decay(r.optim.weight_decay);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts));
-  auto nd = opts;
-  nd.weight_decay(0.0);
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(nd));
-  FusedAdamW opt(std::move(groups), opts);
+  FusedAdamW opt(AdamWGroups(all, r.train.lr, r.optim), AdamWDefaults(r.train.lr, r.optim));
 
   LmProgress pr;
   std::error_code ec;
