@@ -62,11 +62,7 @@ run() {
   work="${WORK:-${TMPDIR:-/tmp}/distill-1b}"
   rm -rf "$work" && mkdir -p "$work"
   export PYTHONUNBUFFERED=1 SUBQ_DATA="$dev/data"
-  local site nvlibs
-  site="$("$PY" -c 'import site; print(site.getsitepackages()[0])')"
-  nvlibs="$(find "$site/nvidia" -maxdepth 3 -type d -name lib 2>/dev/null | tr '\n' ':')"
-  # Only subq gets the carried (Debian) libraries: python there links its own zlib/OpenSSL.
-  local subq_ld="$dev/lib:$site/torch/lib:$nvlibs${LD_LIBRARY_PATH:-}"
+  local subq_ld="$(subq_libpath "$dev" "$PY")"
   local mon="$dev/bench/gpu/gpu_monitor.py"
   {
     echo "{\"shape\": \"$SHAPE\", \"device\": \"$DEVICE\","

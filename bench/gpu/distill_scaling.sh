@@ -50,10 +50,7 @@ run() {
   rm -rf "$work" && mkdir -p "$work/res"
   res="$work/res"
   export PYTHONUNBUFFERED=1 SUBQ_DATA="$dev/data"
-  local site nvlibs
-  site="$("$PY" -c 'import site; print(site.getsitepackages()[0])')"
-  nvlibs="$(find "$site/nvidia" -maxdepth 3 -type d -name lib 2>/dev/null | tr '\n' ':')"
-  subq_ld="$dev/lib:$site/torch/lib:$nvlibs${LD_LIBRARY_PATH:-}"
+  subq_ld="$(subq_libpath "$dev" "$PY")"
   local gpus=0
   [[ "$DEVICE" == cuda ]] && gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
   local worlds=() w

@@ -34,3 +34,13 @@ TINY_DISTILL_SETS=(--set seq_len=64 --set student.n_qk_heads=4 --set student.n_v
   --set stages.matrix_orientation.tokens=512 --set stages.hidden_state.batch_tokens=512
   --set stages.hidden_state.tokens=1024 --set stages.end_to_end.batch_tokens=512
   --set stages.end_to_end.tokens=1536 --set data.eval_tokens=256)
+
+# subq_libpath DEV PYTHON: LD_LIBRARY_PATH for a carried libtorch `subq` on the run machine: the carried
+# (Debian) libraries, then the machine's own torch and nvidia wheels. Only subq gets it: python there links
+# its own zlib/OpenSSL.
+subq_libpath() {
+  local site nvlibs
+  site="$("$2" -c 'import site; print(site.getsitepackages()[0])')"
+  nvlibs="$(find "$site/nvidia" -maxdepth 3 -type d -name lib 2>/dev/null | tr '\n' ':')"
+  echo "$1/lib:$site/torch/lib:$nvlibs${LD_LIBRARY_PATH:-}"
+}
