@@ -1,6 +1,7 @@
 // Oryx multi-mixer on the real stories260K teacher (q/k/v/o are its attention; the small recurrent
 // extras are seeded random): parameter sharing, the three forms in each mode, switching along the
 // sequence against a from-scratch materialized reference, and the layer-by-layer model reference.
+#include <atomic>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -18,6 +19,11 @@
 #include "model/model.h"
 #include "ops/ops.h"
 #include "test_util.h"
+
+namespace subq::testing {
+extern std::atomic<bool> g_counting;    // src/model/batch_test.cc
+extern std::atomic<long> g_allocations;
+}  // namespace subq::testing
 
 namespace subq {
 namespace {
@@ -297,6 +303,38 @@ TEST(OryxModelBatch, SequencesWithDifferentSchedulesInOneCall) {
   }
   for (int i = 0; i < 3; ++i) EXPECT_LT(MaxRel(got[i], alone[i]), 5e-5) << specs[i];  // GEMM row counts differ
   EXPECT_GT(MaxRel(alone[0], alone[1]), 1e-2);  // the schedules matter
+}
+
+// Decode steps of a ragged batch in mixed modes allocate nothing (the counting operator new of
+// src/model/batch_test.cc, linked into this binary).
+TEST(OryxModelBatch, DecodeLoopDoesNotAllocate) {
+  for (const char* rec : {"ssd", "gdn"}) {
+    auto mr = OryxStories(rec);
+    ASSERT_TRUE(mr.ok()) << mr.status().message();
+    const Model& model = **mr;
+    const int V = model.config().vocab_size, B = 3;
+    const char* specs[] = {"attention:0-4,recurrent:4-", "recurrent", "attention"};
+    Workspace ws(model, 32, Threads{2});
+    std::vector<SequenceState> seqs;
+    for (int i = 0; i < B; ++i) {
+      seqs.push_back(model.NewSequence(200).value());
+      seqs.back().modes = ModeSchedule::Parse(specs[i]).value();
+    }
+    std::vector<int> tok(B, 3);
+    std::vector<float> logits(static_cast<size_t>(B) * V);
+    std::vector<SeqInput> batch(B);
+    auto step = [&] {
+      for (int i = 0; i < B; ++i) batch[i] = SeqInput{&tok[i], 1, &seqs[i], logits.data() + static_cast<size_t>(i) * V};
+      ASSERT_TRUE(model.Forward(batch, ws).ok());
+      for (int i = 0; i < B; ++i) tok[i] = (tok[i] * 31 + 7) % V;
+    };
+    for (int i = 0; i < 16; ++i) step();  // warm-up
+    subq::testing::g_allocations = 0;
+    subq::testing::g_counting = true;
+    for (int i = 0; i < 64; ++i) step();
+    subq::testing::g_counting = false;
+    EXPECT_EQ(subq::testing::g_allocations.load(), 0) << rec;
+  }
 }
 
 TEST(ModeScheduleTest, ParsesFormsAndRejectsBadOnes) {

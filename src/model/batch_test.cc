@@ -8,10 +8,13 @@
 
 #include "model/model_test_util.h"
 
-namespace {
+// Shared with the other tests of this binary that check a decode loop allocates nothing (tests/oryx_test.cc).
+namespace subq::testing {
 std::atomic<bool> g_counting{false};
 std::atomic<long> g_allocations{0};
-}  // namespace
+}  // namespace subq::testing
+using subq::testing::g_allocations;
+using subq::testing::g_counting;
 
 // Counting global allocator (this test binary only): every operator new while g_counting is set.
 void* operator new(size_t n) {
