@@ -39,8 +39,8 @@ void ReadStage(MapReader& parent, const char* name, StageRecipe* st, std::string
 Status Validate(const Recipe& r) {
   const std::string& f = r.path;
   if (r.teacher.empty()) return Errorf("{}: 'teacher' is required", f);
-  if (!fs::exists(r.teacher)) return Errorf("{}: teacher '{}' does not exist", f, r.teacher);
-  if (!r.tokenizer.empty() && !fs::exists(r.tokenizer))
+  if (!PathExists(r.teacher)) return Errorf("{}: teacher '{}' does not exist", f, r.teacher);
+  if (!r.tokenizer.empty() && !PathExists(r.tokenizer))
     return Errorf("{}: tokenizer '{}' does not exist", f, r.tokenizer);
   if (r.seq_len < 8 || r.seq_len > 65536) return Errorf("{}: 'seq_len' must be in [8, 65536], got {}", f, r.seq_len);
   if (r.micro_batch < 1) return Errorf("{}: 'micro_batch' must be >= 1, got {}", f, r.micro_batch);
@@ -98,8 +98,9 @@ Status Validate(const Recipe& r) {
   if (!d.shards.empty() && !IsShardFolder(d.shards))
     return Errorf("{}: 'data.shards' '{}' is not a folder written by `subq data prepare` (no index.json)", f, d.shards);
   for (const auto& p : d.files) {
-    if (!fs::is_regular_file(p)) return Errorf("{}: corpus file '{}' does not exist", f, p);
-    if (fs::file_size(p) == 0) return Errorf("{}: corpus file '{}' is empty", f, p);
+    if (!IsRegularFile(p)) return Errorf("{}: corpus file '{}' does not exist", f, p);
+    std::error_code ec;
+    if (fs::file_size(p, ec) == 0 || ec) return Errorf("{}: corpus file '{}' is empty", f, p);
   }
   if (!(d.held_out_fraction > 0.0 && d.held_out_fraction < 0.5))
     return Errorf("{}: 'data.held_out_fraction' must be in (0, 0.5), got {}", f, d.held_out_fraction);

@@ -16,8 +16,8 @@ Status ValidateLm(const LmRecipe& r) {
   const auto& m = r.model;
   if (m.from.empty() && m.tokenizer.empty())
     return Errorf("{}: training from scratch needs 'model.tokenizer' (or 'model.from' to fine-tune)", f);
-  if (!m.from.empty() && !fs::exists(m.from)) return Errorf("{}: model.from '{}' does not exist", f, m.from);
-  if (!m.tokenizer.empty() && !fs::exists(m.tokenizer))
+  if (!m.from.empty() && !PathExists(m.from)) return Errorf("{}: model.from '{}' does not exist", f, m.from);
+  if (!m.tokenizer.empty() && !PathExists(m.tokenizer))
     return Errorf("{}: model.tokenizer '{}' does not exist", f, m.tokenizer);
   if (m.from.empty()) {
     if (m.dim < 8 || m.dim > 65536) return Errorf("{}: 'model.dim' must be in [8, 65536], got {}", f, m.dim);
@@ -41,7 +41,7 @@ Status ValidateLm(const LmRecipe& r) {
     if (s.text.empty() == s.probe.empty())
       return Errorf("{}: data.sources[{}] needs exactly one of 'text' or 'probe'", f, i);
     const std::string& p = s.text.empty() ? s.probe : s.text;
-    if (!fs::exists(p)) return Errorf("{}: data.sources[{}]: '{}' does not exist", f, i, p);
+    if (!PathExists(p)) return Errorf("{}: data.sources[{}]: '{}' does not exist", f, i, p);
     if (!(s.weight > 0) || !std::isfinite(s.weight))
       return Errorf("{}: data.sources[{}].weight must be > 0, got {}", f, i, s.weight);
     any_text |= !s.text.empty();

@@ -115,6 +115,17 @@ inline Status ApplyOverride(YAML::Node root, const std::string& kv) {
   return Status::Ok();
 }
 
+// Path checks of recipe validation that never throw (a recipe's text can name any path, e.g. one longer
+// than the file system allows): false where std::filesystem would throw.
+inline bool PathExists(const std::string& p) {
+  std::error_code ec;
+  return std::filesystem::exists(p, ec);
+}
+inline bool IsRegularFile(const std::string& p) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(p, ec);
+}
+
 // Parses a recipe's YAML text (a map) and applies the --set overrides: the start of every recipe reader.
 inline Result<YAML::Node> LoadRecipeYaml(const std::string& yaml, const std::string& origin,
                                          const std::vector<std::string>& overrides) {
