@@ -1,4 +1,5 @@
 // SentencePiece .model files, encoded and decoded by the SentencePiece library itself.
+#include <exception>
 #include <filesystem>
 #include <sentencepiece_processor.h>
 
@@ -43,7 +44,12 @@ class SentencePieceTokenizer : public Tokenizer {
 
 Result<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(const std::string& path) {
   auto sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
-  const auto st = sp->Load(path);
+  sentencepiece::util::Status st;
+  try {  // the library's trie builder throws on some malformed models (e.g. a zero-length piece)
+    st = sp->Load(path);
+  } catch (const std::exception& e) {
+    return Errorf("{}: not a SentencePiece model: {}", path, e.what());
+  }
   if (!st.ok()) return Errorf("{}: not a SentencePiece model: {}", path, st.ToString());
   if (sp->GetPieceSize() <= 0) return Errorf("{}: SentencePiece model has no pieces", path);
   const std::string name = "sentencepiece " + std::filesystem::path(path).filename().string();
