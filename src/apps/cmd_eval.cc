@@ -27,6 +27,7 @@ namespace {
 struct EvalOptions {
   std::string model, tokenizer, text, choices, delimiter = " ", state_dtype = "f32", device = "cpu";
   std::string mode_schedule;
+  int attention_before_answer = -1;
   bool json = false, no_check_weights = false, allow_longer = false;
   int window = 0, stride = 0, piece = -1;
   int64_t max_tokens = 0;
@@ -42,7 +43,7 @@ int RunProbeEval(const EvalOptions& o) {
   auto probes = TokenizeProbes(*examples, *lm->tokenizer);
   if (!probes.ok()) return ReportError(probes.status());
   Workspace ws(*lm->model, ProbeWorkspaceTokens(*probes, o.batch_tokens));
-  auto r = ScoreProbe(*lm->model, *probes, ws);
+  auto r = ScoreProbe(*lm->model, *probes, ws, o.attention_before_answer);
   if (!r.ok()) return ReportError(r.status());
   const Interval ci = r->ci95();
   if (o.json) {
@@ -198,6 +199,11 @@ void AddEvalCommand(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   c->add_option("--mode-schedule", o->mode_schedule,
                 "oryx models, --text: modes by position in each window, e.g. 'attention:0-16,recurrent:16-'");
+  c->add_option("--attention-before-answer", o->attention_before_answer,
+                "oryx models, --probe: attention mode for the N tokens before each answer and the answer, "
+                "recurrent elsewhere")
+      ->check(CLI::NonNegativeNumber);
+  c->get_option("--attention-before-answer")->needs(c->get_option("--probe"));
   c->add_option("--device", o->device, "cpu or cuda (perplexity on the GPU)")->check(CLI::IsMember({"cpu", "cuda"}));
   c->callback([o, c] {
     if (c->count("--probe") > 0) {

@@ -2,6 +2,7 @@
 #include "eval/probe_score.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 namespace subq {
@@ -99,8 +100,28 @@ int ProbeWorkspaceTokens(const std::vector<TokenizedProbe>& probes, int batch_to
   return std::max(batch_tokens, longest);
 }
 
-Result<ProbeResult> ScoreProbe(const Model& model, const std::vector<TokenizedProbe>& probes, Workspace& ws) {
+// Recurrent mode everywhere but [answer begin - before, answer end) of every answer (positions of the
+// predicting tokens: the answer token at t is predicted at position t - 1).
+ModeSchedule AttentionAroundAnswers(const TokenizedProbe& p, int before) {
+  ModeSchedule m;
+  int at = 0;
+  for (const auto& [b, e] : p.answers) {
+    const int lo = std::max(at, b - 1 - before), hi = e - 1;
+    if (lo > at) m.spans.push_back({at, lo, MixerMode::kRecurrent});
+    if (hi > lo) m.spans.push_back({lo, hi, MixerMode::kAttention});
+    at = std::max(at, hi);
+  }
+  m.spans.push_back({at, INT_MAX, MixerMode::kRecurrent});
+  return m;
+}
+
+Result<ProbeResult> ScoreProbe(const Model& model, const std::vector<TokenizedProbe>& probes, Workspace& ws,
+                               int attention_before_answer) {
   if (probes.empty()) return Errorf("no probe examples to score");
+  const auto& layers = model.config().layers;
+  if (attention_before_answer >= 0 &&
+      std::none_of(layers.begin(), layers.end(), [](const LayerConfig& l) { return l.mixer == MixerKind::kOryx; }))
+    return Errorf("attention around answers needs an Oryx model (layers with both an attention and a recurrent mode)");
   for (size_t i = 0; i < probes.size(); ++i) SUBQ_RETURN_IF_ERROR(CheckProbe(probes[i], i, model, ws));
   const int V = model.config().vocab_size;
   ProbeResult r;
@@ -122,6 +143,11 @@ Result<ProbeResult> ScoreProbe(const Model& model, const std::vector<TokenizedPr
       runs[i] = RunsOf(p);
       max_runs = std::max(max_runs, runs[i].size());
       SUBQ_ASSIGN_OR_RETURN(SequenceState s, model.NewSequence(FedTokens(p)));
+      if (attention_before_answer >= 0) {
+        s.modes = AttentionAroundAnswers(p, attention_before_answer);
+        r.attention_tokens = std::max<int64_t>(r.attention_tokens, 0) +
+                             s.modes.Count(MixerMode::kAttention, 0, FedTokens(p), MixerMode::kRecurrent);
+      }
       states.push_back(std::move(s));
       predicted[i].assign(p.tokens.size(), -1);
     }
@@ -186,11 +212,16 @@ Result<ProbeResult> ScoreProbe(const Model& model, const std::vector<TokenizedPr
 
 nlohmann::json ProbeResultJson(const ProbeResult& r) {
   const Interval ci = r.ci95();
-  return {{"accuracy", r.accuracy()},         {"ci95", {ci.low, ci.high}},
+  nlohmann::json j = {{"accuracy", r.accuracy()},         {"ci95", {ci.low, ci.high}},
           {"answers", r.answers},             {"answers_correct", r.answers_correct},
           {"examples", r.examples},           {"examples_correct", r.examples_correct},
           {"answer_tokens", r.answer_tokens}, {"answer_nll", r.answer_nll},
           {"tokens", r.tokens_fed}};
+  if (r.attention_tokens >= 0) {
+    j["attention_tokens"] = r.attention_tokens;
+    j["attention_fraction"] = static_cast<double>(r.attention_tokens) / std::max<int64_t>(r.tokens_fed, 1);
+  }
+  return j;
 }
 
 }  // namespace subq

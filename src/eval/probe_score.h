@@ -42,6 +42,7 @@ struct ProbeResult {
   int64_t answer_tokens = 0;
   double answer_nll = 0;    // mean negative log-likelihood of the answer tokens (nats/token)
   int64_t tokens_fed = 0;   // tokens run through the model
+  int64_t attention_tokens = -1;  // with attention_before_answer: of tokens_fed, those in attention mode
   std::vector<uint8_t> correct;  // per answer, in example order
   std::vector<int> predicted;    // greedy token at every answer token position, in order
   double accuracy() const { return answers > 0 ? static_cast<double>(answers_correct) / answers : 0.0; }
@@ -56,7 +57,13 @@ int ProbeWorkspaceTokens(const std::vector<TokenizedProbe>& probes, int batch_to
 // Model::Forward carries the next run of every example of the group. Any head mask set on `ws`
 // (Workspace::SetZeroedHeads) applies. Errors: an example longer than the model's context limit or
 // than ws.max_tokens(), an answer at token 0, a failing Forward.
-Result<ProbeResult> ScoreProbe(const Model& model, const std::vector<TokenizedProbe>& probes, Workspace& ws);
+//
+// attention_before_answer >= 0 (Oryx models): each example runs in recurrent mode except the
+// `attention_before_answer` tokens before each answer and the answer's own positions, which run in
+// attention mode (mixers/oryx.h keeps both states current, so the mode may switch anywhere). The result
+// then counts the positions fed in attention mode (attention_tokens) against tokens_fed.
+Result<ProbeResult> ScoreProbe(const Model& model, const std::vector<TokenizedProbe>& probes, Workspace& ws,
+                               int attention_before_answer = -1);
 
 // {"accuracy", "ci95": [low, high], "answers", "answers_correct", "examples", "examples_correct",
 //  "answer_tokens", "answer_nll", "tokens"}.

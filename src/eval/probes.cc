@@ -162,6 +162,30 @@ nlohmann::json ProbeExampleJson(const ProbeSpec& spec, const ProbeExample& ex, i
   return {{"probe", spec.name}, {"index", index}, {"text", ex.Text()}, {"answers", answers}, {"answer_spans", spans}};
 }
 
+Result<ProbeExample> ProbeExampleFromJson(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
+    return Errorf("not a probe record (a JSON object with a \"text\" string, as `subq data probe` writes)");
+  const std::string& text = j["text"].get_ref<const std::string&>();
+  ProbeExample ex;
+  size_t at = 0;
+  if (j.contains("answer_spans")) {
+    const nlohmann::json& spans = j["answer_spans"];
+    if (!spans.is_array()) return Errorf("\"answer_spans\" is not a list");
+    for (const nlohmann::json& sp : spans) {
+      if (!sp.is_array() || sp.size() != 2 || !sp[0].is_number_unsigned() || !sp[1].is_number_unsigned())
+        return Errorf("an answer span is not a [begin, end] pair of byte offsets");
+      const size_t b = sp[0].get<size_t>(), e = sp[1].get<size_t>();
+      if (b < at || b >= e || e > text.size())
+        return Errorf("answer span [{}, {}) is empty, out of order or outside the text ({} bytes)", b, e, text.size());
+      if (b > at) ex.pieces.push_back({text.substr(at, b - at), false});
+      ex.pieces.push_back({text.substr(b, e - b), true});
+      at = e;
+    }
+  }
+  if (at < text.size()) ex.pieces.push_back({text.substr(at), false});
+  return ex;
+}
+
 Status WriteProbeJsonl(const ProbeSpec& spec, int64_t n, uint64_t seed, const std::string& path) {
   SUBQ_ASSIGN_OR_RETURN(std::vector<ProbeExample> examples, GenerateProbe(spec, n, seed));
   std::ofstream f(path, std::ios::binary | std::ios::trunc);

@@ -61,6 +61,9 @@ Result<std::vector<ProbeExample>> GenerateProbe(const ProbeSpec& spec, int64_t n
 // One JSONL record: {"probe": name, "index": i, "text": ..., "answers": [...], "answer_spans": [[begin,
 // end], ...]} with byte offsets of the answers in "text" (`subq data prepare` reads the "text" field).
 nlohmann::json ProbeExampleJson(const ProbeSpec& spec, const ProbeExample& ex, int64_t index);
+// The inverse of ProbeExampleJson: the record's text cut into pieces at its answer spans (which must be
+// increasing, non-overlapping and inside the text). A record without "answer_spans" is one context piece.
+Result<ProbeExample> ProbeExampleFromJson(const nlohmann::json& record);
 // Writes examples 0..n-1 as JSONL to `path`.
 Status WriteProbeJsonl(const ProbeSpec& spec, int64_t n, uint64_t seed, const std::string& path);
 

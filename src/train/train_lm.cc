@@ -14,6 +14,8 @@
 #include <optional>
 #include <sstream>
 
+#include "eval/probe_score.h"
+#include "eval/probes.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_manifest.h"
 #include "io/hf_write.h"
@@ -123,6 +125,7 @@ std::vector<NamedTensor> LmParams(Teacher& m) {
 // probe source (so every probe sequence begins with a whole example; the stream wraps around).
 struct MixSource {
   std::vector<int> stream;
+  std::vector<uint8_t> target;  // loss "answers": 1 where stream[i] is an answer token; empty = every token
   std::vector<int64_t> starts;  // probe: token offset of each example
   bool probe = false;
   double cum_weight = 0;        // cumulative normalised weight
@@ -135,7 +138,8 @@ struct Mixture {
   uint64_t seed = 0;
   int seq_len = 0;
 
-  void Get(uint64_t k, int* out) const {
+  // Sequence k: its tokens in out[0, seq_len) and in is_target[i] whether token i carries the loss.
+  void Get(uint64_t k, int* out, uint8_t* is_target) const {
     uint64_t st = seed * 0x9E3779B97F4A7C15ull + k;
     const double u = static_cast<double>(SplitMix64(&st) >> 11) * 0x1.0p-53;
     size_t s = 0;
@@ -144,11 +148,15 @@ struct Mixture {
     const uint64_t h = SplitMix64(&st);
     const int64_t n = static_cast<int64_t>(m.stream.size());
     const int64_t start = m.probe ? m.starts[h % m.starts.size()] : static_cast<int64_t>(h % (n / seq_len)) * seq_len;
-    for (int i = 0; i < seq_len; ++i) out[i] = m.stream[(start + i) % n];
+    for (int i = 0; i < seq_len; ++i) {
+      out[i] = m.stream[(start + i) % n];
+      is_target[i] = m.target.empty() ? 1 : m.target[(start + i) % n];
+    }
   }
 };
 
-Result<std::vector<int>> ReadProbeJsonl(const std::string& path, const Tokenizer& tok, std::vector<int64_t>* starts) {
+Result<std::vector<int>> ReadProbeJsonl(const std::string& path, const Tokenizer& tok, bool answers_only,
+                                        std::vector<int64_t>* starts, std::vector<uint8_t>* target) {
   std::ifstream f(path);
   if (!f) return Errorf("{}: cannot open probe JSONL", path);
   std::vector<int> stream;
@@ -157,11 +165,22 @@ Result<std::vector<int>> ReadProbeJsonl(const std::string& path, const Tokenizer
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const json j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("text") || !j["text"].is_string())
-      return Errorf("{}:{}: not a probe record (a JSON object with a \"text\" string, as `subq data probe` writes)",
-                    path, line_no);
+    auto ex = j.is_discarded() ? Result<ProbeExample>(Errorf("not a probe record (not JSON)")) : ProbeExampleFromJson(j);
+    if (!ex.ok()) return Errorf("{}:{}: {}", path, line_no, ex.status().message());
+    std::vector<int> ids;
+    if (answers_only) {
+      // TokenizeProbe locates the answer tokens (and refuses spans the tokenizer merges across).
+      auto tp = TokenizeProbe(*ex, tok);
+      if (!tp.ok()) return Errorf("{}:{}: {}", path, line_no, tp.status().message());
+      if (tp->answers.empty()) return Errorf("{}:{}: loss 'answers' needs records with \"answer_spans\"", path, line_no);
+      ids = std::move(tp->tokens);
+      std::vector<uint8_t> t(ids.size(), 0);
+      for (const auto& [b, e] : tp->answers) std::fill(t.begin() + b, t.begin() + e, uint8_t{1});
+      target->insert(target->end(), t.begin(), t.end());
+    } else {
+      ids = tok.Encode(ex->Text(), /*add_bos=*/true);
+    }
     starts->push_back(static_cast<int64_t>(stream.size()));
-    const auto ids = tok.Encode(j["text"].get<std::string>(), /*add_bos=*/true);
     stream.insert(stream.end(), ids.begin(), ids.end());
   }
   if (starts->empty()) return Errorf("{}: no probe records", path);
@@ -189,7 +208,7 @@ Result<Mixture> BuildMixture(const LmRecipe& r, const Tokenizer& tok) {
       mx.held_out_text += c.held_out_text;
     } else {
       m.probe = true;
-      SUBQ_ASSIGN_OR_RETURN(m.stream, ReadProbeJsonl(s.probe, tok, &m.starts));
+      SUBQ_ASSIGN_OR_RETURN(m.stream, ReadProbeJsonl(s.probe, tok, s.loss == "answers", &m.starts, &m.target));
     }
     for (int id : m.stream)
       if (id < 0 || id >= tok.vocab_size()) return Errorf("tokenizer produced id {} outside its vocab", id);
@@ -400,6 +419,7 @@ Result<TrainResult> RunTrainImpl(const TrainOptions& o) {
   const int64_t step0 = pr.step;
   int64_t steps_here = 0;
   std::vector<int> buf(micro * (r.seq_len + 1));
+  std::vector<uint8_t> is_target(buf.size());
   mix.seq_len = r.seq_len + 1;
   for (int64_t step = pr.step; step < steps; ++step) {
     const double lr = WsdLr(step, steps, r.train.lr, r.optim.warmup_fraction, r.optim.decay_fraction, r.optim.min_lr);
@@ -410,14 +430,21 @@ Result<TrainResult> RunTrainImpl(const TrainOptions& o) {
       // Sequences of seq_len + 1 tokens: inputs are the first seq_len, targets the last seq_len.
       for (int64_t i = 0; i < micro; ++i) {
         const uint64_t k = static_cast<uint64_t>((step * accum + a) * micro + i);
-        mix.Get(k, buf.data() + i * (r.seq_len + 1));
+        mix.Get(k, buf.data() + i * (r.seq_len + 1), is_target.data() + i * (r.seq_len + 1));
       }
       auto ids = torch::tensor(std::vector<int64_t>(buf.begin(), buf.end()), torch::kInt64)
                      .view({micro, r.seq_len + 1}).to(dev);  // [b, L+1]
+      auto weight = torch::tensor(std::vector<float>(is_target.begin(), is_target.end()), torch::kFloat32)
+                        .view({micro, r.seq_len + 1}).narrow(1, 1, r.seq_len).to(dev);  // [b, L] 1 = loss token
       auto logits = LmLogits(*model, ids.narrow(1, 0, r.seq_len));  // [b, L, V]
-      auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                       ids.narrow(1, 1, r.seq_len).reshape({-1})) /
-                  static_cast<double>(accum);
+      auto nll = torch::nn::functional::cross_entropy(
+                     logits.reshape({-1, logits.size(-1)}), ids.narrow(1, 1, r.seq_len).reshape({-1}),
+                     torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+                     .view({micro, r.seq_len});  // [b, L]
+      // Mean over each sequence's loss tokens, then over the sequences that have any.
+      auto count = weight.sum(1);                                                       // [b]
+      auto per_seq = (nll * weight).sum(1) / count.clamp_min(1);                        // [b]
+      auto loss = per_seq.sum() / (count > 0).sum().clamp_min(1) / static_cast<double>(accum);
       loss.backward();
       loss_acc = loss_acc.defined() ? loss_acc + loss.detach() : loss.detach();
     }

@@ -29,6 +29,11 @@ struct LmSource {
   std::string probe;  // JSONL from `subq data probe`: the "text" of every record is one example
   std::string separator = "<|endoftext|>";
   double weight = 1.0;  // share of the training sequences drawn from this source (normalised)
+  // Probe sources: which tokens carry the loss. "all" = every token (plain next-token training);
+  // "answers" = only the answer tokens (the records' answer_spans), as supervised fine-tuning and the
+  // zoology/mohawk MQAR setups do: the random dictionary tokens are unpredictable noise that would
+  // otherwise outweigh the few tokens that need retrieval. Every sequence weighs the same in the mean.
+  std::string loss = "all";
 };
 
 struct LmRecipe {

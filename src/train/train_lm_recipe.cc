@@ -44,6 +44,10 @@ Status ValidateLm(const LmRecipe& r) {
     if (!PathExists(p)) return Errorf("{}: data.sources[{}]: '{}' does not exist", f, i, p);
     if (!(s.weight > 0) || !std::isfinite(s.weight))
       return Errorf("{}: data.sources[{}].weight must be > 0, got {}", f, i, s.weight);
+    if (s.loss != "all" && s.loss != "answers")
+      return Errorf("{}: data.sources[{}].loss must be 'all' or 'answers', got '{}'", f, i, s.loss);
+    if (s.loss == "answers" && s.probe.empty())
+      return Errorf("{}: data.sources[{}].loss 'answers' needs a probe source (text has no answer spans)", f, i);
     any_text |= !s.text.empty();
   }
   if (!any_text) return Errorf("{}: data.sources needs at least one text source (held-out perplexity)", f);
@@ -108,6 +112,7 @@ Result<LmRecipe> ParseLmRecipe(const std::string& yaml, const std::string& origi
         sm.Get("probe", &s.probe);
         sm.Get("separator", &s.separator);
         sm.Get("weight", &s.weight);
+        sm.Get("loss", &s.loss);
         sm.Finish();
         s.text = ExpandPath(s.text, base_dir);
         s.probe = ExpandPath(s.probe, base_dir);
