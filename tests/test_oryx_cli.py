@@ -58,3 +58,28 @@ def test_schedule_needs_an_oryx_model(subq_bin, data_dir):
     p = run_subq(subq_bin, "eval", "--model", data_dir / "stories260K" / "hf", "--text",
                  data_dir / "text" / "tinystories-sample.txt", "--mode-schedule", "prompt:attention", check=False)
     assert p.returncode != 0
+
+
+def test_probe_with_attention_around_answers(subq_bin, data_dir, oryx_model):
+    """`subq eval --probe ... --attention-before-answer N`: attention mode on the answers and the N tokens
+    before each, recurrence elsewhere. Attention everywhere scores exactly as the teacher (the Oryx
+    checkpoint's attention mode is the teacher); N = 0 puts only the answer tokens in attention mode."""
+    probe = ["--probe", "kv-retrieval", "--pairs", "4", "--n", "20", "--json"]
+    teacher = json.loads(run_subq(subq_bin, "eval", "--model", data_dir / "stories260K" / "hf", *probe).stdout)
+    full = json.loads(run_subq(subq_bin, "eval", "--model", oryx_model, *probe,
+                               "--attention-before-answer", "100000").stdout)
+    assert full["attention_fraction"] == 1.0 and full["answers_correct"] == teacher["answers_correct"]
+    assert full["answer_nll"] == pytest.approx(teacher["answer_nll"], rel=1e-4)
+    none = json.loads(run_subq(subq_bin, "eval", "--model", oryx_model, *probe, "--attention-before-answer",
+                               "0").stdout)
+    assert none["attention_tokens"] == none["answer_tokens"]
+    assert none["attention_fraction"] == pytest.approx(none["answer_tokens"] / none["tokens"])
+    four = json.loads(run_subq(subq_bin, "eval", "--model", oryx_model, *probe, "--attention-before-answer",
+                               "4").stdout)
+    assert none["attention_tokens"] < four["attention_tokens"] <= none["attention_tokens"] + 4 * four["answers"]
+
+
+def test_attention_around_answers_needs_an_oryx_model(subq_bin, data_dir):
+    p = run_subq(subq_bin, "eval", "--model", data_dir / "stories260K" / "hf", "--probe", "kv-retrieval",
+                 "--n", "2", "--attention-before-answer", "4", check=False)
+    assert p.returncode != 0 and "needs an Oryx model" in p.stderr, p.stderr

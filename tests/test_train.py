@@ -133,10 +133,18 @@ def test_resume_after_kill_gives_identical_weights(subq_bin, data_dir, corpus, p
     ("data: {sources: [{probe: BADJSONL}, {text: CORPUS}]}", "not a probe record"),
     ("data: {sources: [{text: CORPUS, probe: CORPUS}]}", "exactly one of"),
     ("data: {sources: [{text: CORPUS, weight: 0}]}", "weight must be > 0"),
+    ("data: {sources: [{text: CORPUS, loss: answers}]}", "needs a probe source"),
+    ("data: {sources: [{text: CORPUS}, {probe: PROBES, loss: some}]}", "must be 'all' or 'answers'"),
+    ("data: {sources: [{text: CORPUS}, {probe: NOSPANS, loss: answers}]}", "needs records with \"answer_spans\""),
+    ("data: {sources: [{text: CORPUS}, {probe: BADSPANS, loss: answers}]}", "answer span [5, 2)"),
+    ("data: {sources: [{text: CORPUS}, {probe: PROBES, loss: answers}]}", "beyond seq_len 64"),
 ])
 def test_bad_recipes_fail_before_training(subq_bin, data_dir, corpus, probes, tmp_path, extra, message):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\nnot json\n')
+    nospans, badspans = tmp_path / "nospans.jsonl", tmp_path / "badspans.jsonl"
+    nospans.write_text('{"text": "The value of the key is 5"}\n')
+    badspans.write_text('{"text": "The value of the key is 5", "answer_spans": [[5, 2]]}\n')
     recipe = write_recipe(tmp_path / "r.yaml", data_dir, corpus, probes)
     text = recipe.read_text()
     key = extra.split(":")[0]
@@ -148,10 +156,34 @@ def test_bad_recipes_fail_before_training(subq_bin, data_dir, corpus, probes, tm
             end += 1
         lines = lines[:start] + lines[end:]
         text = "\n".join(lines) + "\n"
-    text += extra.replace("BADJSONL", str(bad)).replace("CORPUS", str(corpus)) + "\n"
+    text += (extra.replace("BADJSONL", str(bad)).replace("CORPUS", str(corpus)).replace("PROBES", str(probes))
+             .replace("NOSPANS", str(nospans)).replace("BADSPANS", str(badspans))) + "\n"
     recipe.write_text(text)
     out = tmp_path / "out"
     p = run_subq(subq_bin, "train", "--recipe", recipe, "--out", out, check=False)
     assert p.returncode != 0
     assert message in p.stderr, p.stderr
     assert "step" not in p.stderr and not (out / "metrics.jsonl").exists()
+
+
+def test_answer_only_loss_is_the_answer_tokens_loss(subq_bin, data_dir, corpus, probes, tmp_path):
+    """`loss: answers` puts a probe source's loss on its answer tokens only. stories260K fine-tuned with a
+    vanishing learning rate on (almost only) kv-retrieval sequences logs its own loss on the answers: the
+    mean of the logged losses matches the answer loss `subq eval --probe` measures on the same kind of
+    examples, and differs from the loss over every token."""
+    mean = {}
+    for loss in ("all", "answers"):
+        recipe = write_recipe(tmp_path / f"{loss}.yaml", data_dir, corpus, probes,
+                              model=f"{{from: {data_dir}/stories260K/hf}}",
+                              train="{tokens: 10240, lr: 1.0e-9, batch_tokens: 512}")
+        text = recipe.read_text().replace("seq_len: 64", "seq_len: 128").replace("weight: 0.6", "weight: 0.001").replace(
+            f"{{probe: {probes}, weight: 0.4}}", f"{{probe: {probes}, weight: 0.999, loss: {loss}}}")
+        recipe.write_text(text)
+        out = tmp_path / loss
+        run_subq(subq_bin, "train", "--recipe", recipe, "--out", out, "--threads", "2")
+        mean[loss] = np.mean([json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines()])
+    e = run_subq(subq_bin, "eval", "--model", data_dir / "stories260K" / "hf", "--probe", "kv-retrieval",
+                 "--pairs", "4", "--n", "200", "--json")
+    answer_nll = json.loads(e.stdout)["answer_nll"]
+    assert abs(mean["answers"] - answer_nll) < 0.07 * answer_nll, (mean, answer_nll)
+    assert abs(mean["all"] - answer_nll) > 2 * abs(mean["answers"] - answer_nll), (mean, answer_nll)

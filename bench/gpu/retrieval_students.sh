@@ -114,15 +114,16 @@ distill_one() {
   echo $(( $(date +%s) - t0 )) > "$dir/seconds"
 }
 
-# score_one NAME DIR: probes (retrieval students; Oryx also with attention only around the answers) and bench.
+# score_one NAME DIR: probes (retrieval students; Oryx also with attention only around the answers; PROBES=0
+# skips them) and `subq bench` after a 256-token prompt (the state bytes per sequence at the teacher's context).
 score_one() {
   export OMP_NUM_THREADS=2
   local name="$1" dir="$2" m="$2/run" k
   [[ -f "$m/config.json" ]] || return 0
   cp "$m"/{summary.json,metrics.jsonl,config.json} "$dir/" 2>/dev/null
-  if [[ "$name" == rt-* ]]; then
-    subq eval --model "$m" --probe kv-retrieval --pairs 6 --n 200 --json > "$dir/kv6.json" 2>/dev/null
-    subq eval --model "$m" --probe mqar --pairs 6 --queries 6 --n 200 --json > "$dir/mqar6.json" 2>/dev/null
+  if [[ "$name" == rt-* && "${PROBES:-1}" == 1 ]]; then
+    subq eval --model "$m" --probe kv-retrieval --pairs 6 --n 200 --json > "$dir/kv6.json" 2> "$dir/kv6.err"
+    subq eval --model "$m" --probe mqar --pairs 6 --queries 6 --n 200 --json > "$dir/mqar6.json" 2> "$dir/mqar6.err"
     if [[ "$name" == rt-oryx ]]; then
       for k in 0 4 100000; do
         subq eval --model "$m" --probe kv-retrieval --pairs 6 --n 200 --attention-before-answer $k --json \
@@ -130,12 +131,13 @@ score_one() {
       done
     fi
   fi
-  subq bench --model "$m" --threads 1 --prompt-lengths 16 --batch 1 --gen 4 --json "$dir/bench.json" > /dev/null 2>&1
+  subq bench --model "$m" --threads 1 --prompt-lengths 256 --batch 1 --gen 4 --json "$dir/bench.json" > /dev/null 2>&1
 }
 
 # run DEV OUT: a calibration of every student at once (CALIB_FACTOR of the budgets above), then each student's
 # budget scaled so that it ends within DISTILL_SECONDS of wall time (the calibration's wall time includes
-# loading and the final evaluation, so the fit errs short), then scoring as each one ends.
+# loading and the final evaluation, so the fit errs short), then scoring as each one ends. FACTORS="PREFIX=F ..."
+# skips the calibration and sets the factors (equal budgets for the students a comparison pairs).
 run() {
   DEV="$(cd "${1:?run DEV OUT}" && pwd)"; local out="${2:?run DEV OUT}"
   mkdir -p "$out" && out="$(cd "$out" && pwd)"
@@ -152,21 +154,29 @@ run() {
     [[ -z "$only" || " $only " == *" $name "* ]] && names+=("$name")
   done
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$WORK/gpu.txt" 2>/dev/null
-  for name in "${names[@]}"; do distill_one "$name" "$calib" "$WORK/calib/$name" & pids+=($!); done
-  wait "${pids[@]}"
+  local factors="${FACTORS:-}" t f p
+  if [[ -z "$factors" ]]; then
+    for name in "${names[@]}"; do distill_one "$name" "$calib" "$WORK/calib/$name" & pids+=($!); done
+    wait "${pids[@]}"
+  fi
   pids=()
   for name in "${names[@]}"; do
-    local t f
-    t=$(cat "$WORK/calib/$name/seconds")
-    [[ -f "$WORK/calib/$name/run/config.json" ]] || { echo "retrieval_students.sh: $name calibration failed:" >&2; tail -3 "$WORK/calib/$name/distill.log" >&2; continue; }
-    f=$(awk -v c="$calib" -v s="$secs" -v t="$t" 'BEGIN { t = t < 1 ? 1 : t; printf "%.4f", c * s / t }')
+    if [[ -n "$factors" ]]; then  # FACTORS="PREFIX=F ...": the first prefix of NAME sets its factor
+      t=null f=
+      for p in $factors; do [[ -z "$f" && "$name" == "${p%%=*}"* ]] && f="${p#*=}"; done
+      [[ -n "$f" ]] || { echo "retrieval_students.sh: no FACTORS entry for $name" >&2; continue; }
+    else
+      t=$(cat "$WORK/calib/$name/seconds")
+      [[ -f "$WORK/calib/$name/run/config.json" ]] || { echo "retrieval_students.sh: $name calibration failed:" >&2; tail -3 "$WORK/calib/$name/distill.log" >&2; continue; }
+      f=$(awk -v c="$calib" -v s="$secs" -v t="$t" 'BEGIN { t = t < 1 ? 1 : t; printf "%.4f", c * s / t }')
+    fi
     echo "retrieval_students.sh: $name calibration ${t}s -> budget factor $f" >&2
     mkdir -p "$WORK/$name" && echo "{\"calib_seconds\": $t, \"budget_factor\": $f}" > "$WORK/$name/budget.json"
     ( distill_one "$name" "$f" "$WORK/$name"; score_one "$name" "$WORK/$name" ) &
     pids+=($!)
   done
   wait "${pids[@]}"
-  subq bench --model "$DEV/teacher" --threads 1 --prompt-lengths 16 --batch 1 --gen 4 --json "$WORK/teacher-bench.json" \
+  subq bench --model "$DEV/teacher" --threads 1 --prompt-lengths 256 --batch 1 --gen 4 --json "$WORK/teacher-bench.json" \
     > /dev/null 2>&1
   (cd "$WORK" && tar czf "$out/students.tgz" --exclude=run --exclude=calib .)
   for name in ${KEEP_WEIGHTS:-rt-heads2 rt-oryx}; do

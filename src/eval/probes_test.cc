@@ -170,6 +170,38 @@ TEST(Probes, JsonRecordsLocateTheAnswers) {
   }
 }
 
+TEST(Probes, JsonRecordsReadBackIntoTheSamePieces) {
+  ProbeSpec spec;
+  spec.name = "kv-retrieval";
+  spec.pairs = 6;
+  for (int64_t i = 0; i < 5; ++i) {
+    const ProbeExample ex = GenerateProbeExample(spec, 7, i);
+    auto back = ProbeExampleFromJson(ProbeExampleJson(spec, ex, i));
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    EXPECT_EQ(back->Text(), ex.Text());
+    EXPECT_EQ(back->Answers(), ex.Answers());
+    ASSERT_FALSE(back->pieces.empty());
+    EXPECT_TRUE(back->pieces.back().answer);  // kv-retrieval ends on its answer
+  }
+  // No spans: one context piece. Bad records are refused with the reason.
+  auto plain = ProbeExampleFromJson(nlohmann::json{{"text", "hello"}});
+  ASSERT_TRUE(plain.ok());
+  ASSERT_EQ(plain->pieces.size(), 1u);
+  EXPECT_FALSE(plain->pieces[0].answer);
+  const std::pair<const char*, std::string> bad[] = {
+      {R"({"txt": "x"})", "not a probe record"},
+      {R"({"text": "abc", "answer_spans": 3})", "not a list"},
+      {R"({"text": "abc", "answer_spans": [[1]]})", "pair of byte offsets"},
+      {R"({"text": "abc", "answer_spans": [[1, 9]]})", "outside the text"},
+      {R"({"text": "abcdef", "answer_spans": [[2, 4], [3, 5]]})", "out of order"},
+  };
+  for (const auto& [j, msg] : bad) {
+    auto r = ProbeExampleFromJson(nlohmann::json::parse(j));
+    ASSERT_FALSE(r.ok()) << j;
+    EXPECT_NE(r.status().message().find(msg), std::string::npos) << r.status().message();
+  }
+}
+
 TEST(Probes, WilsonIntervalMatchesPublishedValues) {
   Interval a = WilsonInterval(0, 10), b = WilsonInterval(5, 10), c = WilsonInterval(3, 100);
   EXPECT_NEAR(a.low, 0.0, 1e-12);

@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -209,6 +211,16 @@ Result<Mixture> BuildMixture(const LmRecipe& r, const Tokenizer& tok) {
     } else {
       m.probe = true;
       SUBQ_ASSIGN_OR_RETURN(m.stream, ReadProbeJsonl(s.probe, tok, s.loss == "answers", &m.starts, &m.target));
+      // A window is seq_len + 1 tokens from an example's start and its targets are tokens 1..seq_len: an
+      // example whose first answer lies beyond would train on nothing (a silent loss of 0), so refuse it.
+      for (size_t k = 0; k < m.starts.size() && !m.target.empty(); ++k) {
+        const int64_t b = m.starts[k], e = k + 1 < m.starts.size() ? m.starts[k + 1] : int64_t(m.target.size());
+        const auto first = std::find(m.target.begin() + b, m.target.begin() + e, uint8_t{1}) - m.target.begin();
+        if (first - b > r.seq_len)
+          return Errorf("{}: example {} has its first answer token at position {}, beyond seq_len {}: with loss "
+                        "'answers' it would never be trained on (raise seq_len or shorten the examples)",
+                        s.probe, k + 1, first - b, r.seq_len);
+      }
     }
     for (int id : m.stream)
       if (id < 0 || id >= tok.vocab_size()) return Errorf("tokenizer produced id {} outside its vocab", id);
