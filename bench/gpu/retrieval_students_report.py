@@ -2,9 +2,10 @@
 """Issue 10's results table from bench/gpu/retrieval_students.sh: every student's held-out perplexity ratio,
 probe accuracies (95% Wilson CI), recovery of the teacher's accuracy and state bytes per sequence, and the
 issue's goals checked against them.
-Usage: retrieval_students_report.py STUDENTS --teacher TEACHER [--md FILE] [--json FILE]
+Usage: retrieval_students_report.py STUDENTS --teacher TEACHER [--md FILE] [--json FILE] [--png FILE]
   STUDENTS: the run's folder (students.tgz unpacked here when present), one NAME/ folder per student;
-  TEACHER: the teacher's folder from retrieval_teacher.sh (probes.json, summary.json, heads*.json)."""
+  TEACHER: the teacher's folder from retrieval_teacher.sh (probes.json, summary.json, heads*.json);
+  the PNG (default beside the .md) plots kv-retrieval accuracy against state bytes (needs matplotlib)."""
 import argparse
 import json
 import tarfile
@@ -106,12 +107,40 @@ def goals(res, teacher_kv6):
     return out
 
 
+def plot(res, tkv6, tstate, png):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for n, r in res.items():
+        if n.startswith("rt-") and r["kv6"] and r["state_bytes"]:
+            ax.errorbar(r["state_bytes"], r["kv6"]["accuracy"], fmt="o",
+                        yerr=[[r["kv6"]["accuracy"] - r["kv6"]["ci95"][0]], [r["kv6"]["ci95"][1] - r["kv6"]["accuracy"]]])
+            ax.annotate(n.removeprefix("rt-"), (r["state_bytes"], r["kv6"]["accuracy"]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")
+    if tstate:
+        ax.scatter([tstate], [tkv6], marker="*", s=150, color="k", label="teacher (full KV cache)")
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("state bytes per sequence after 256 tokens")
+    ax.set_ylabel("kv-retrieval accuracy, 6 pairs (95% CI)")
+    ax.set_title("Students of the retrieval teacher")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    return True
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("students", type=Path)
     ap.add_argument("--teacher", type=Path, required=True)
     ap.add_argument("--md", type=Path)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--png", type=Path)
     a = ap.parse_args()
     tgz = a.students / "students.tgz"
     if tgz.exists():
@@ -162,6 +191,7 @@ def main():
     L += [f"| {x['goal']} | {x['measured']} | {'yes' if x['met'] else 'NO'} |" for x in g]
     md = a.md or a.students / "retrieval-students.md"
     md.write_text("\n".join(L) + "\n")
+    plot(res, tkv6, tstate, a.png or md.with_suffix(".png"))
     (a.json or a.students / "retrieval-students.json").write_text(
         json.dumps({"gpu": gpu, "teacher": {"summary": tsumm, "probes": tprobes, "state_bytes": tstate},
                     "students": res, "goals": g}, indent=1) + "\n")
