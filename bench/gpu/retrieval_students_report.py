@@ -11,6 +11,8 @@ import json
 import tarfile
 from pathlib import Path
 
+from retrieval_teacher_report import acc, load  # same folder: one JSON loader and accuracy cell for both tables
+
 # name -> (what it is, retrieval-teacher student?)
 ROWS = [
     ("rt-dm2", "Discrete Mamba-2 (pure)"),
@@ -33,20 +35,6 @@ ROWS = [
     ("s260-m3-mimo2", "Mamba-3 MIMO rank 2, d_state 8"),
     ("s260-m3-mimo2-half", "Mamba-3 MIMO rank 2, d_state 4 (half)"),
 ]
-
-
-def load(p):
-    try:
-        return json.loads(Path(p).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def acc(r):
-    if not r:
-        return "-"
-    lo, hi = r["ci95"]
-    return f"{r['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def num(x, fmt="{:.4f}"):
@@ -85,18 +73,20 @@ def goals(res, teacher_kv6):
     pure = a("rt-dm2")
     out.append({"goal": "head hybrid keeping <= 5% of heads recovers >= 95% of the teacher's kv-retrieval accuracy, "
                         "the pure student does not",
-                "measured": f"best ranked <=5%: {best[1]} {best[0]:.3f} vs teacher {teacher_kv6:.3f}; pure {pure}",
+                "measured": f"best ranked <=5%: {best[1]} {best[0]:.3f} vs teacher {teacher_kv6:.3f}; "
+                            f"pure {num(pure, '{:.3f}')}",
                 "met": best[0] >= 0.95 * teacher_kv6 and (pure or 0) < 0.95 * teacher_kv6})
     pairs = [(f"rt-heads{k}", f"rt-random{k}") for k in (1, 2, 5)]
     out.append({"goal": "ranked heads beat random heads",
-                "measured": "; ".join(f"{r}: {a(r)} vs {c}: {a(c)}" for r, c in pairs),
+                "measured": "; ".join(f"{r}: {num(a(r), '{:.3f}')} vs {c}: {num(a(c), '{:.3f}')}" for r, c in pairs),
                 "met": all((a(r) or 0) > (a(c) or 0) for r, c in pairs)})
     for t in ("rt", "s260"):
         d2 = ppl(f"{t}-dm2")
         halves = {n: ppl(f"{t}-m3-{n}-half") for n in ("siso", "mimo2")}
         ok = d2 is not None and any(h is not None and h <= d2 * 1.01 for h in halves.values())
         out.append({"goal": f"Mamba-3 at half state matches Mamba-2's perplexity within 1% ({t})",
-                    "measured": f"ppl ratio Discrete Mamba-2 {d2}; half-state Mamba-3 {halves}", "met": ok})
+                    "measured": f"ppl ratio Discrete Mamba-2 {num(d2, '{:.3f}')}; half-state Mamba-3 "
+                                + ", ".join(f"{k} {num(v, '{:.3f}')}" for k, v in halves.items()), "met": ok})
     sched = res.get("rt-oryx", {}).get("oryx_schedules", {})
     under = [(r["accuracy"], r["attention_fraction"], k) for k, r in sched.items() if r["attention_fraction"] < 0.10]
     best_o = max(under) if under else None
