@@ -125,6 +125,7 @@ def test_resume_after_kill_gives_identical_weights(subq_bin, data_dir, corpus, p
 
 @pytest.mark.parametrize("extra,message", [
     ("bogus: 1", "unknown key 'bogus'"),
+    ("? [a, b]: 1", "has a key that is not a name"),
     ("train: {tokens: 1024, lr: 0.001, batch_tokens: 100}", "multiple of seq_len"),
     ("train: {tokens: 1024, lr: -1, batch_tokens: 512}", "train.lr"),
     ("model: {dim: 30, n_heads: 4}", "model.tokenizer"),

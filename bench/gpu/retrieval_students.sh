@@ -13,7 +13,8 @@
 #
 # OUT gets students.tgz (every run's summary, metrics, config, probe and bench JSON; no weights) and the
 # weights of KEEP_WEIGHTS. Budgets: the stage tokens below scaled per student to DISTILL_SECONDS of wall time
-# (a calibration first, see run); ONLY="a b" picks students; DISTILL_TIMEOUT bounds each distill run.
+# (a calibration first, see run); ONLY="a b" picks students; DISTILL_TIMEOUT bounds each distill run;
+# DISTILL_THREADS sets its torch CPU threads (default 1: many runs share the host).
 set -uo pipefail
 
 MODE="${1:-}"
@@ -109,7 +110,7 @@ distill_one() {
   recipe="${args[0]}"; args=("${args[@]:1}")
   mkdir -p "$dir" && echo "${args[*]}" > "$dir/sets.txt"
   t0=$(date +%s)
-  timeout "$TMO" "$WORK/subq.sh" distill --threads 1 --recipe "$DEV/recipes/$recipe.yaml" --out "$dir/run" \
+  timeout "$TMO" "$WORK/subq.sh" distill --threads "${DISTILL_THREADS:-1}" --recipe "$DEV/recipes/$recipe.yaml" --out "$dir/run" \
     --device "$DEVICE" "${args[@]}" > "$dir/distill.log" 2>&1
   echo $(( $(date +%s) - t0 )) > "$dir/seconds"
 }

@@ -53,6 +53,9 @@ class MapReader {
   void Finish() {
     if (!ok() || !node_ || !node_.IsMap()) return;
     for (const auto& kv : node_) {
+      // A key may be any YAML node ("? [a, b]" makes a list key): only scalars name recipe fields.
+      if (!kv.first.IsScalar()) return Fail(fmt::format("'{}' has a key that is not a name: {}", where_.empty() ? "recipe" : where_,
+                                                        YAML::Dump(kv.first)));
       const std::string k = kv.first.as<std::string>();
       if (!seen_.count(k)) return Fail(fmt::format("unknown key '{}'", Key(k.c_str())));
     }
