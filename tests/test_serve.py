@@ -124,7 +124,8 @@ def test_errors(server):
     for body, param in [("{not json", None), ('{"prompt": "x", "max_tokens": "many"}', "max_tokens"),
                         ('{"prompt": "x", "temperature": 5}', "temperature"), ('{"max_tokens": 3}', "prompt"),
                         ('{"prompt": "x", "n": 0}', "n"), ('{"prompt": "x", "max_tokens": 100000}', "max_tokens"),
-                        ("[" * 100 + "]" * 100, None), ('{"prompt": [1, 2, 99999]}', "prompt")]:
+                        ("[" * 100 + "]" * 100, None), ('{"prompt": [1, 2, 99999]}', "prompt"),
+                        ('{"prompt": "x", "ignore_eos": 1}', "ignore_eos")]:
         status, err = server.post("/v1/completions", body)
         assert status == 400, body
         assert err["error"]["type"] == "invalid_request_error" and err["error"]["message"]

@@ -86,7 +86,8 @@ def test_disconnect_cancels_and_queue_full_is_429(subq_bin, mamba2_folder):
     s = Server(subq_bin, mamba2_folder, "--max-batch", "1", "--max-queue", "1")
     try:
         port = int(s.url.rsplit(":", 1)[1])
-        body = json.dumps({"prompt": "Once", "max_tokens": 1000000, "stream": True})
+        # ignore_eos: a sampled end of story would end the running request and free the queue slot early.
+        body = json.dumps({"prompt": "Once", "max_tokens": 1000000, "stream": True, "ignore_eos": True})
         conns = []
         for i in range(2):  # one running, then one queued (in this order: the queue holds one)
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -118,5 +119,20 @@ def test_disconnect_cancels_and_queue_full_is_429(subq_bin, mamba2_folder):
         assert s.metric("running_sequences") == 0 and s.metric("state_bytes") == 0
         assert s.metric("generated_tokens_total") < 1000000
         assert s.client.completions.create(model="m", prompt="Once", max_tokens=3).usage.completion_tokens == 3
+    finally:
+        s.stop()
+
+
+def test_ignore_eos_generates_to_max_tokens(subq_bin, mamba2_folder):
+    """vLLM's ignore_eos: the random model samples end-of-sequence now and then (a seeded request ends early
+    with "stop"); with ignore_eos the same request runs to max_tokens, through the same tokens."""
+    s = Server(subq_bin, mamba2_folder)
+    try:
+        ended = s.client.completions.create(model="m", prompt="Once", max_tokens=4000, seed=7)
+        assert ended.choices[0].finish_reason == "stop" and ended.usage.completion_tokens < 4000
+        on = s.client.completions.create(model="m", prompt="Once", max_tokens=4000, seed=7,
+                                         extra_body={"ignore_eos": True})
+        assert on.choices[0].finish_reason == "length" and on.usage.completion_tokens == 4000
+        assert on.choices[0].text.startswith(ended.choices[0].text)
     finally:
         s.stop()

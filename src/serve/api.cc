@@ -154,6 +154,8 @@ std::variant<ApiRequest, ApiError> ParseRequest(const std::string& body, bool ch
   p.sampler.seed = static_cast<uint64_t>(static_cast<uint32_t>(seed));
   if ((e = GetStop(j, p.stop))) return *e;
   if ((e = GetBool(j, "stream", r.stream))) return *e;
+  // vLLM's extension (its load benchmarks use it): generate through end-of-sequence tokens up to max_tokens.
+  if ((e = GetBool(j, "ignore_eos", p.ignore_eos))) return *e;
   if (auto so = j.find("stream_options"); so != j.end() && !so->is_null()) {
     if (!so->is_object()) return Bad("'stream_options' must be an object", "stream_options");
     if ((e = GetBool(*so, "include_usage", r.include_usage))) return *e;
