@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBQ=${SUBQ:-build/subq}
-RUNS=${1:-/tmp/mamba3-students}
+RUNS=${1:-runs/mamba3-students}  # project-relative (runs/ is ignored)
 S2=${2:-65536}
 S3=${3:-196608}
 export SUBQ_DATA=$(realpath "${SUBQ_DATA:-../shared/data}") OMP_WAIT_POLICY=PASSIVE

@@ -11,7 +11,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from retrieval_teacher_report import acc, load  # same folder: one JSON loader and accuracy cell for both tables
+from retrieval_teacher_report import acc, load, portable  # same folder: shared by both tables
 
 # name -> (what it is, retrieval-teacher student?)
 ROWS = [
@@ -183,8 +183,8 @@ def main():
     md.write_text("\n".join(L) + "\n")
     plot(res, tkv6, tstate, a.png or md.with_suffix(".png"))
     (a.json or a.students / "retrieval-students.json").write_text(
-        json.dumps({"gpu": gpu, "teacher": {"summary": tsumm, "probes": tprobes, "state_bytes": tstate},
-                    "students": res, "goals": g}, indent=1) + "\n")
+        json.dumps(portable({"gpu": gpu, "teacher": {"summary": tsumm, "probes": tprobes, "state_bytes": tstate},
+                             "students": res, "goals": g}), indent=1) + "\n")
     print("\n".join(L))
 
 

@@ -5,8 +5,25 @@ Usage: retrieval_teacher_report.py OUT [--md FILE] [--json FILE]  (defaults OUT/
 OUT holds the run's NAME.tgz (unpacked here) or NAME/ folders."""
 import argparse
 import json
+import re
 import tarfile
 from pathlib import Path
+
+
+# Paths the runs recorded, as they read on any machine: the staged folder as $DEV, the run folders as $TMPDIR.
+PORTABLE = [(re.compile(r"/\S*?/\.dev-[A-Za-z0-9_-]+"), "$DEV"), (re.compile(r"^(/tmp|/var/tmp)/"), "$TMPDIR/")]
+
+
+def portable(x):
+    """x with every recorded absolute path rewritten by PORTABLE (JSON values, recursively)."""
+    if isinstance(x, dict):
+        return {k: portable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [portable(v) for v in x]
+    if isinstance(x, str):
+        for r, v in PORTABLE:
+            x = r.sub(v, x)
+    return x
 
 
 def load(p):
@@ -58,7 +75,7 @@ def main():
                      f"{acc(p.get('kv2'))} | {acc(p.get('kv4'))} | {acc(p.get('kv6'))} | {acc(p.get('mqar6'))} | {top} |")
     md = a.md or a.out / "teachers.md"
     md.write_text("\n".join(lines) + "\n")
-    (a.json or a.out / "teachers.json").write_text(json.dumps({"gpu": gpu, "teachers": rows}, indent=1) + "\n")
+    (a.json or a.out / "teachers.json").write_text(json.dumps(portable({"gpu": gpu, "teachers": rows}), indent=1) + "\n")
     print("\n".join(lines))
 
 
