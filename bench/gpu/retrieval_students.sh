@@ -12,8 +12,8 @@
 #   bench/gpu/retrieval_students.sh report OUT_FILES_DIR                     # here: bench/results/retrieval-students.*
 #
 # OUT gets students.tgz (every run's summary, metrics, config, probe and bench JSON; no weights) and the
-# weights of KEEP_WEIGHTS. Budgets: the stage tokens below scaled per student to DISTILL_SECONDS of wall time
-# (a calibration first, see run); ONLY="a b" picks students; DISTILL_TIMEOUT bounds each distill run;
+# weights of KEEP_WEIGHTS. Budgets: the stage tokens below scaled per student by FACTORS (see run);
+# ONLY="a b" picks students; DISTILL_TIMEOUT bounds each distill run;
 # DISTILL_THREADS sets its torch CPU threads (default 1: many runs share the host).
 set -uo pipefail
 
@@ -135,51 +135,36 @@ score_one() {
   subq bench --model "$m" --threads 1 --prompt-lengths 256 --batch 1 --gen 4 --json "$dir/bench.json" > /dev/null 2>&1
 }
 
-# run DEV OUT: a calibration of every student at once (CALIB_FACTOR of the budgets above), then each student's
-# budget scaled so that it ends within DISTILL_SECONDS of wall time (the calibration's wall time includes
-# loading and the final evaluation, so the fit errs short), then scoring as each one ends. FACTORS="PREFIX=F ..."
-# skips the calibration and sets the factors (equal budgets for the students a comparison pairs).
+# run DEV OUT: every student at once, each with its stage budgets scaled by its FACTORS entry
+# ("PREFIX=F ...": the first prefix of the name sets the factor; equal factors give equal budgets to the
+# students a comparison pairs), then scored as each one ends.
 run() {
   DEV="$(cd "${1:?run DEV OUT}" && pwd)"; local out="${2:?run DEV OUT}"
   mkdir -p "$out" && out="$(cd "$out" && pwd)"
   WORK="${WORK:-${TMPDIR:-/tmp}/retrieval-students}"
-  rm -rf "$WORK" && mkdir -p "$WORK/calib"
+  rm -rf "$WORK" && mkdir -p "$WORK"
   export SUBQ_DATA="$DEV/data" SUBQ_PROBES="$DEV/probes" SUBQ_RETRIEVAL_TEACHER="$DEV/teacher" SUBQ_HEADS="$DEV/heads.json"
-  SUBQ_LD="$(subq_libpath "$DEV" "$PY")" SUBQ_BIN="$DEV/subq"
-  subq() { LD_LIBRARY_PATH="$SUBQ_LD" "$SUBQ_BIN" "$@"; }
-  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s" "$@"\n' "$SUBQ_LD" "$SUBQ_BIN" > "$WORK/subq.sh" && chmod +x "$WORK/subq.sh"
+  printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s" "$@"\n' "$(subq_libpath "$DEV" "$PY")" "$DEV/subq" > "$WORK/subq.sh"
+  chmod +x "$WORK/subq.sh"
+  subq() { "$WORK/subq.sh" "$@"; }
   DEVICE="${DEVICE:-cuda}" TMO="${DISTILL_TIMEOUT:-600}" MB="${MICRO_BATCH:-64}" BT="${BATCH_TOKENS:-8192}"
-  local secs="${DISTILL_SECONDS:-300}" calib="${CALIB_FACTOR:-0.03125}" only="${ONLY:-}" names=() s name pids=()
+  local factors="${FACTORS:-rt-gdn=0.25 rt-=1.1 s260-=1.5}" only="${ONLY:-}" s name f p pids=()
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$WORK/gpu.txt" 2>/dev/null
   for s in "${STUDENTS[@]}"; do
     name="${s%%|*}"
-    [[ -z "$only" || " $only " == *" $name "* ]] && names+=("$name")
-  done
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$WORK/gpu.txt" 2>/dev/null
-  local factors="${FACTORS:-}" t f p
-  if [[ -z "$factors" ]]; then
-    for name in "${names[@]}"; do distill_one "$name" "$calib" "$WORK/calib/$name" & pids+=($!); done
-    wait "${pids[@]}"
-  fi
-  pids=()
-  for name in "${names[@]}"; do
-    if [[ -n "$factors" ]]; then  # FACTORS="PREFIX=F ...": the first prefix of NAME sets its factor
-      t=null f=
-      for p in $factors; do [[ -z "$f" && "$name" == "${p%%=*}"* ]] && f="${p#*=}"; done
-      [[ -n "$f" ]] || { echo "retrieval_students.sh: no FACTORS entry for $name" >&2; continue; }
-    else
-      t=$(cat "$WORK/calib/$name/seconds")
-      [[ -f "$WORK/calib/$name/run/config.json" ]] || { echo "retrieval_students.sh: $name calibration failed:" >&2; tail -3 "$WORK/calib/$name/distill.log" >&2; continue; }
-      f=$(awk -v c="$calib" -v s="$secs" -v t="$t" 'BEGIN { t = t < 1 ? 1 : t; printf "%.4f", c * s / t }')
-    fi
-    echo "retrieval_students.sh: $name calibration ${t}s -> budget factor $f" >&2
-    mkdir -p "$WORK/$name" && echo "{\"calib_seconds\": $t, \"budget_factor\": $f}" > "$WORK/$name/budget.json"
+    [[ -z "$only" || " $only " == *" $name "* ]] || continue
+    f=
+    for p in $factors; do [[ -z "$f" && "$name" == "${p%%=*}"* ]] && f="${p#*=}"; done
+    [[ -n "$f" ]] || { echo "retrieval_students.sh: no FACTORS entry for $name" >&2; continue; }
+    echo "retrieval_students.sh: $name budget factor $f" >&2
+    mkdir -p "$WORK/$name" && echo "{\"budget_factor\": $f}" > "$WORK/$name/budget.json"
     ( distill_one "$name" "$f" "$WORK/$name"; score_one "$name" "$WORK/$name" ) &
     pids+=($!)
   done
   wait "${pids[@]}"
   subq bench --model "$DEV/teacher" --threads 1 --prompt-lengths 256 --batch 1 --gen 4 --json "$WORK/teacher-bench.json" \
     > /dev/null 2>&1
-  (cd "$WORK" && tar czf "$out/students.tgz" --exclude=run --exclude=calib .)
+  (cd "$WORK" && tar czf "$out/students.tgz" --exclude=run .)
   for name in ${KEEP_WEIGHTS:-rt-heads2 rt-oryx}; do
     [[ -f "$WORK/$name/run/model.safetensors" ]] && (cd "$WORK/$name" && tar czf "$out/$name-weights.tgz" --exclude=checkpoints run)
   done

@@ -125,6 +125,7 @@ Result<ProbeResult> ScoreProbe(const Model& model, const std::vector<TokenizedPr
   for (size_t i = 0; i < probes.size(); ++i) SUBQ_RETURN_IF_ERROR(CheckProbe(probes[i], i, model, ws));
   const int V = model.config().vocab_size;
   ProbeResult r;
+  if (attention_before_answer >= 0) r.attention_tokens = 0;
   double nll = 0.0;
   std::vector<float> logits;
   for (size_t g0 = 0; g0 < probes.size();) {
@@ -145,8 +146,7 @@ Result<ProbeResult> ScoreProbe(const Model& model, const std::vector<TokenizedPr
       SUBQ_ASSIGN_OR_RETURN(SequenceState s, model.NewSequence(FedTokens(p)));
       if (attention_before_answer >= 0) {
         s.modes = AttentionAroundAnswers(p, attention_before_answer);
-        r.attention_tokens = std::max<int64_t>(r.attention_tokens, 0) +
-                             s.modes.Count(MixerMode::kAttention, 0, FedTokens(p), MixerMode::kRecurrent);
+        r.attention_tokens += s.modes.Count(MixerMode::kAttention, 0, FedTokens(p), MixerMode::kRecurrent);
       }
       states.push_back(std::move(s));
       predicted[i].assign(p.tokens.size(), -1);

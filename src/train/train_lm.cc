@@ -7,7 +7,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -157,7 +156,10 @@ struct Mixture {
   }
 };
 
-Result<std::vector<int>> ReadProbeJsonl(const std::string& path, const Tokenizer& tok, bool answers_only,
+// answers_only: also the loss mask (`target`), and a window of seq_len + 1 tokens from each example's
+// start must reach its first answer (its targets are tokens 1..seq_len; an example whose answers lie
+// beyond would train on nothing, a silent loss of 0).
+Result<std::vector<int>> ReadProbeJsonl(const std::string& path, const Tokenizer& tok, bool answers_only, int seq_len,
                                         std::vector<int64_t>* starts, std::vector<uint8_t>* target) {
   std::ifstream f(path);
   if (!f) return Errorf("{}: cannot open probe JSONL", path);
@@ -175,6 +177,10 @@ Result<std::vector<int>> ReadProbeJsonl(const std::string& path, const Tokenizer
       auto tp = TokenizeProbe(*ex, tok);
       if (!tp.ok()) return Errorf("{}:{}: {}", path, line_no, tp.status().message());
       if (tp->answers.empty()) return Errorf("{}:{}: loss 'answers' needs records with \"answer_spans\"", path, line_no);
+      if (tp->answers.front().first > seq_len)
+        return Errorf("{}:{}: the first answer token is at position {}, beyond seq_len {}: with loss 'answers' it "
+                      "would never be trained on (raise seq_len or shorten the examples)",
+                      path, line_no, tp->answers.front().first, seq_len);
       ids = std::move(tp->tokens);
       std::vector<uint8_t> t(ids.size(), 0);
       for (const auto& [b, e] : tp->answers) std::fill(t.begin() + b, t.begin() + e, uint8_t{1});
@@ -210,17 +216,8 @@ Result<Mixture> BuildMixture(const LmRecipe& r, const Tokenizer& tok) {
       mx.held_out_text += c.held_out_text;
     } else {
       m.probe = true;
-      SUBQ_ASSIGN_OR_RETURN(m.stream, ReadProbeJsonl(s.probe, tok, s.loss == "answers", &m.starts, &m.target));
-      // A window is seq_len + 1 tokens from an example's start and its targets are tokens 1..seq_len: an
-      // example whose first answer lies beyond would train on nothing (a silent loss of 0), so refuse it.
-      for (size_t k = 0; k < m.starts.size() && !m.target.empty(); ++k) {
-        const int64_t b = m.starts[k], e = k + 1 < m.starts.size() ? m.starts[k + 1] : int64_t(m.target.size());
-        const auto first = std::find(m.target.begin() + b, m.target.begin() + e, uint8_t{1}) - m.target.begin();
-        if (first - b > r.seq_len)
-          return Errorf("{}: example {} has its first answer token at position {}, beyond seq_len {}: with loss "
-                        "'answers' it would never be trained on (raise seq_len or shorten the examples)",
-                        s.probe, k + 1, first - b, r.seq_len);
-      }
+      SUBQ_ASSIGN_OR_RETURN(m.stream,
+                            ReadProbeJsonl(s.probe, tok, s.loss == "answers", r.seq_len, &m.starts, &m.target));
     }
     for (int id : m.stream)
       if (id < 0 || id >= tok.vocab_size()) return Errorf("tokenizer produced id {} outside its vocab", id);
